@@ -1,0 +1,128 @@
+// Command testbed starts the local AWS engines that wxtoken's integration
+// tests run against — DynamoDB Local (in memory) and moto server (SSM, KMS) —
+// each on a free loopback port, runs a command with the environment that
+// points the AWS SDK at them, and stops both engines when the command ends,
+// fails, or the run is interrupted.
+//
+// Usage:
+//
+//	testbed -dynamodb-local DIR -moto PATH [-- command args...]
+//
+// Without a command it prints the environment as shell exports and serves
+// until interrupted (Ctrl-C). The Makefile installs both engines (pinned,
+// cached under .cache/) and calls this command; see `make test` and
+// `make testbed`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var cfg config
+	flag.StringVar(&cfg.dynamoDir, "dynamodb-local", ".cache/dynamodb-local", "directory holding DynamoDB Local's jars and native libraries")
+	flag.StringVar(&cfg.java, "java", "java", "java executable (17 or newer)")
+	flag.StringVar(&cfg.moto, "moto", ".cache/venv/bin/moto_server", "moto_server executable")
+	flag.StringVar(&cfg.logDir, "logdir", "", "directory for the engines' logs (default: a new temporary directory)")
+	flag.StringVar(&cfg.region, "region", "us-east-1", "AWS region exported to the command")
+	flag.DurationVar(&cfg.startTimeout, "start-timeout", 90*time.Second, "how long an engine may take to answer after it starts")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: testbed [flags] [-- command args...]\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	bed, err := start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+		return 1
+	}
+	defer bed.stop()
+
+	env := bed.environ()
+	for _, e := range bed.engines {
+		fmt.Fprintf(os.Stderr, "testbed: %s on %s (log %s)\n", e.name, e.url, e.logPath)
+	}
+
+	args := flag.Args()
+	if len(args) == 0 {
+		for _, kv := range env {
+			fmt.Printf("export %s\n", kv)
+		}
+		fmt.Fprintln(os.Stderr, "testbed: serving until interrupted (Ctrl-C)")
+		select {
+		case <-ctx.Done():
+		case err := <-bed.died:
+			fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: start %s: %v\n", args[0], err)
+		return 1
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+
+	for {
+		select {
+		case err := <-waited:
+			return exitCode(err)
+		case err := <-bed.died:
+			// An engine that dies under a running test makes every later
+			// failure confusing; say so first, then stop the command.
+			fmt.Fprintf(os.Stderr, "testbed: %v; stopping %s\n", err, args[0])
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-waited
+			return 1
+		case <-ctx.Done():
+			// A terminal's Ctrl-C reaches the command directly (same process
+			// group); a SIGTERM sent to us alone must be passed on.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-waited:
+				if c := exitCode(err); c != 0 {
+					return c
+				}
+				return 130
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-waited
+				return 130
+			}
+		}
+	}
+}
+
+// exitCode maps the command's wait error to this process's exit status.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() > 0 {
+		return exit.ExitCode()
+	}
+	fmt.Fprintf(os.Stderr, "testbed: command: %v\n", err)
+	return 1
+}
