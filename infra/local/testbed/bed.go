@@ -37,11 +37,13 @@ type engine struct {
 
 // bed is the set of running engines.
 type bed struct {
-	engines  []*engine
-	region   string
-	died     chan error // receives one error when an engine exits on its own
-	stopping chan struct{}
-	stopOnce sync.Once
+	engines   []*engine
+	logDir    string
+	ownLogDir bool // logDir is a temporary directory of ours
+	region    string
+	died      chan error // receives one error when an engine exits on its own
+	stopping  chan struct{}
+	stopOnce  sync.Once
 }
 
 // start launches DynamoDB Local and moto server and waits until both answer
@@ -49,6 +51,15 @@ type bed struct {
 func start(ctx context.Context, cfg config) (*bed, error) {
 	if err := checkInstalled(cfg); err != nil {
 		return nil, err
+	}
+	// Engines run in the log directory, so their paths must not be relative.
+	dynamoDir, err := filepath.Abs(cfg.dynamoDir)
+	if err != nil {
+		return nil, fmt.Errorf("DynamoDB Local directory: %w", err)
+	}
+	moto, err := filepath.Abs(cfg.moto)
+	if err != nil {
+		return nil, fmt.Errorf("moto server path: %w", err)
 	}
 	logDir := cfg.logDir
 	if logDir == "" {
@@ -60,7 +71,7 @@ func start(ctx context.Context, cfg config) (*bed, error) {
 	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
-	b := &bed{region: cfg.region, died: make(chan error, 2), stopping: make(chan struct{})}
+	b := &bed{logDir: logDir, ownLogDir: cfg.logDir == "", region: cfg.region, died: make(chan error, 2), stopping: make(chan struct{})}
 
 	specs := []struct {
 		name string
@@ -68,13 +79,13 @@ func start(ctx context.Context, cfg config) (*bed, error) {
 	}{
 		{"DynamoDB Local", func(port int) []string {
 			return []string{cfg.java,
-				"-Djava.library.path=" + cfg.dynamoDir,
-				"-cp", filepath.Join(cfg.dynamoDir, "*"),
+				"-Djava.library.path=" + dynamoDir,
+				"-cp", filepath.Join(dynamoDir, "*"),
 				"software.amazon.dynamodb.services.local.main.ServerRunner",
-				"-inMemory", "-port", strconv.Itoa(port)}
+				"-inMemory", "-disableTelemetry", "-port", strconv.Itoa(port)}
 		}},
 		{"moto server", func(port int) []string {
-			return []string{cfg.moto, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}
+			return []string{moto, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}
 		}},
 	}
 	// Start both before waiting on either: the JVM's start-up dominates.
@@ -126,6 +137,9 @@ func (b *bed) launch(name string, argv func(port int) []string, logDir string) (
 	args := argv(port)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Engines write files of their own into the working directory (DynamoDB
+	// Local leaves dynamodb-local-metadata.json); keep them out of the tree.
+	cmd.Dir = logDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -195,6 +209,20 @@ func (b *bed) stop() {
 			}
 		}
 	})
+}
+
+// release stops the engines and removes the temporary log directory when the
+// run succeeded; after a failure the logs are kept and their place printed.
+func (b *bed) release(ok bool) {
+	b.stop()
+	if !b.ownLogDir {
+		return
+	}
+	if ok {
+		_ = os.RemoveAll(b.logDir)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "testbed: engine logs kept in %s\n", b.logDir)
 }
 
 // environ is what the command needs to reach the engines through the AWS SDK

@@ -35,7 +35,7 @@ func run() int {
 	flag.StringVar(&cfg.dynamoDir, "dynamodb-local", ".cache/dynamodb-local", "directory holding DynamoDB Local's jars and native libraries")
 	flag.StringVar(&cfg.java, "java", "java", "java executable (17 or newer)")
 	flag.StringVar(&cfg.moto, "moto", ".cache/venv/bin/moto_server", "moto_server executable")
-	flag.StringVar(&cfg.logDir, "logdir", "", "directory for the engines' logs (default: a new temporary directory)")
+	flag.StringVar(&cfg.logDir, "logdir", "", "directory for the engines' logs (default: a temporary directory, removed after a successful run)")
 	flag.StringVar(&cfg.region, "region", "us-east-1", "AWS region exported to the command")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 90*time.Second, "how long an engine may take to answer after it starts")
 	flag.Usage = func() {
@@ -47,19 +47,24 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	bed, err := start(ctx, cfg)
+	b, err := start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
 		return 1
 	}
-	defer bed.stop()
+	code := serve(ctx, b, flag.Args())
+	b.release(code == 0)
+	return code
+}
 
-	env := bed.environ()
-	for _, e := range bed.engines {
-		fmt.Fprintf(os.Stderr, "testbed: %s on %s (log %s)\n", e.name, e.url, e.logPath)
+// serve runs args (or, without args, waits for an interrupt) with the bed's
+// environment and returns the exit status for this process.
+func serve(ctx context.Context, b *bed, args []string) int {
+	env := b.environ()
+	for _, e := range b.engines {
+		fmt.Fprintf(os.Stderr, "testbed: %s on %s\n", e.name, e.url)
 	}
 
-	args := flag.Args()
 	if len(args) == 0 {
 		for _, kv := range env {
 			fmt.Printf("export %s\n", kv)
@@ -67,11 +72,11 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "testbed: serving until interrupted (Ctrl-C)")
 		select {
 		case <-ctx.Done():
-		case err := <-bed.died:
+			return 0
+		case err := <-b.died:
 			fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
 			return 1
 		}
-		return 0
 	}
 
 	cmd := exec.Command(args[0], args[1:]...)
@@ -84,33 +89,27 @@ func run() int {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 
-	for {
+	select {
+	case err := <-waited:
+		return exitCode(err)
+	case err := <-b.died:
+		// An engine that dies under a running test makes every later
+		// failure confusing; say so first, then stop the command.
+		fmt.Fprintf(os.Stderr, "testbed: %v; stopping %s\n", err, args[0])
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-waited
+		return 1
+	case <-ctx.Done():
+		// A terminal's Ctrl-C reaches the command directly (same process
+		// group); a SIGTERM sent to us alone must be passed on.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-waited:
-			return exitCode(err)
-		case err := <-bed.died:
-			// An engine that dies under a running test makes every later
-			// failure confusing; say so first, then stop the command.
-			fmt.Fprintf(os.Stderr, "testbed: %v; stopping %s\n", err, args[0])
-			_ = cmd.Process.Signal(syscall.SIGTERM)
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
 			<-waited
-			return 1
-		case <-ctx.Done():
-			// A terminal's Ctrl-C reaches the command directly (same process
-			// group); a SIGTERM sent to us alone must be passed on.
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-waited:
-				if c := exitCode(err); c != 0 {
-					return c
-				}
-				return 130
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-waited
-				return 130
-			}
 		}
+		return 130
 	}
 }
 
