@@ -112,6 +112,13 @@ sam-check: $(VENV)/.installed build
 		echo "sam build == make build: $$id ($$(sha256sum < bin/$$fn/bootstrap | cut -c1-16))"; \
 	done
 
+SANDBOX_ADDR ?= 127.0.0.1:8081
+.PHONY: sandbox
+sandbox: ## run the WeChat sandbox on 127.0.0.1:8081 (SANDBOX_ADDR) with two demo apps
+	$(GO) run ./infra/local/wxsandbox -addr $(SANDBOX_ADDR) \
+		-app offiaccount:wxdemo0000000001:demosecret \
+		-app wecom:wwdemo0000000001:wecomsecret
+
 .PHONY: dev
 dev: ## run wxtoken locally (coming: see README)
 	@echo "make dev is not available yet: it arrives with the local runner (issue 6)." >&2; exit 2
