@@ -164,7 +164,7 @@ func TestClassification(t *testing.T) {
 		{40013, wechat.ClassConfig, ""},
 		{40125, wechat.ClassConfig, ""},
 		{40164, wechat.ClassConfig, "203.0.113.7"},
-		{61004, wechat.ClassConfig, ""},
+		{61004, wechat.ClassConfig, "203.0.113.8"},
 		{40243, wechat.ClassConfig, ""},
 		{61024, wechat.ClassConfig, ""},
 		{50004, wechat.ClassConfig, ""},

@@ -168,7 +168,7 @@ var defaultErrMsg = map[int]string{
 	45009: "reach max api daily quota limit",
 	45011: "api minute-quota reach limit  mustslower  retry next minute",
 	50004: "user not allow to use accesstoken, maybe for punishment",
-	61004: "access clientip is not registered, not in ip-white-list",
+	61004: "access clientip [203.0.113.8] is not registered, not in ip-white-list",
 	61024: "must use api(api_component_token) to get token for component acct",
 	89503: "此次调用需要管理员确认，请耐心等候",
 }

@@ -339,6 +339,17 @@ func TestDailyAndMinuteQuotas(t *testing.T) {
 	wantCode(t, "5th stable call of the day (quota 4)", stable(t, s, oaID, oaSecret, false).ErrCode, 45009)
 }
 
+func TestWeComQuotaIsOptional(t *testing.T) {
+	unlimited := start(t, wechattest.Config{})
+	for i := 0; i < 30; i++ {
+		mustToken(t, wecom(t, unlimited, wwID, wwSecret))
+	}
+	limited := start(t, wechattest.Config{WeComDailyQuota: 2})
+	mustToken(t, wecom(t, limited, wwID, wwSecret))
+	mustToken(t, wecom(t, limited, wwID, wwSecret))
+	wantCode(t, "3rd gettoken of the day (quota 2)", wecom(t, limited, wwID, wwSecret).ErrCode, 45009)
+}
+
 func TestIPWhitelist(t *testing.T) {
 	s := start(t, wechattest.Config{},
 		wechattest.App{AppID: "wxlocked", Secret: "locked-secret", Kind: wechattest.OfficialAccount, AllowedIPs: []string{"203.0.113.9"}},
