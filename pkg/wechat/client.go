@@ -152,14 +152,7 @@ type Client struct {
 	Logger *slog.Logger
 }
 
-var defaultHTTPClient = &http.Client{
-	Timeout: DefaultHTTPTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		// WeChat does not redirect; following one would send the secret
-		// in the query to whatever host the redirect names.
-		return errors.New("redirect refused")
-	},
-}
+var defaultHTTPClient = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: refuseRedirect}
 
 // Token obtains a classic access token (GET /cgi-bin/token). Every call
 // issues a new token, and WeChat invalidates the previous one five minutes
@@ -269,6 +262,7 @@ type answer struct {
 	ErrMsg      string      `json:"errmsg"`
 	AccessToken string      `json:"access_token"`
 	ExpiresIn   json.Number `json:"expires_in"`
+	IPList      []string    `json:"ip_list"`
 
 	sentAt time.Time
 }
@@ -364,11 +358,19 @@ func (c *Client) attempt(ctx context.Context, op, base, sensitive string, build 
 	}
 	var ans answer
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&ans); err != nil || dec.More() {
+	if !bytes.HasPrefix(trimmed, []byte("{")) || dec.Decode(&ans) != nil {
 		return answer{}, &ResponseError{Op: op, Host: host, Reason: fmt.Sprintf("not a JSON object (%d bytes, content-type %q)", len(body), ct)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return answer{}, &ResponseError{Op: op, Host: host, Reason: fmt.Sprintf("trailing data after the JSON object (%d bytes)", len(body))}
 	}
 	if ans.ErrCode != 0 {
 		return answer{}, newError(op, ans.ErrCode, redact(ans.ErrMsg, sensitive))
+	}
+	if op == OpCheckToken && len(ans.IPList) == 0 {
+		// A proxy's or portal's {} must not pass for WeChat accepting
+		// the token: only a real answer lists the domain IPs.
+		return answer{}, &ResponseError{Op: op, Host: host, Reason: "no errcode and no ip_list"}
 	}
 	ans.sentAt = sentAt
 	return ans, nil
@@ -415,12 +417,19 @@ func (c *Client) logRetry(ctx context.Context, op, base string, attempt int, err
 	c.Logger.WarnContext(ctx, "wechat: retrying", attrs...)
 }
 
+// httpClient returns the client to send with. A caller's client is copied
+// with redirects refused, whatever its own policy: following one would send
+// the secret in the query to whatever host the redirect names.
 func (c *Client) httpClient() *http.Client {
-	if c.HTTPClient != nil {
-		return c.HTTPClient
+	if c.HTTPClient == nil {
+		return defaultHTTPClient
 	}
-	return defaultHTTPClient
+	hc := *c.HTTPClient
+	hc.CheckRedirect = refuseRedirect
+	return &hc
 }
+
+func refuseRedirect(*http.Request, []*http.Request) error { return errors.New("redirect refused") }
 
 func (c *Client) baseURLs() []string {
 	if len(c.BaseURLs) > 0 {

@@ -469,6 +469,61 @@ func TestTokenFormsHideTheToken(t *testing.T) {
 	}
 }
 
+func TestCheckTokenNeedsARealAnswer(t *testing.T) {
+	for _, body := range []string{`{}`, `null`, `{"foo":1}`, `{"errcode":0}}`, `{"errcode":0,"errmsg":"ok"}`} {
+		t.Run(body, func(t *testing.T) {
+			srv, c := sandbox(t, wechattest.Config{})
+			srv.Inject(wechattest.Fault{Path: wechattest.PathDomainIP, Body: body, ContentType: "application/json"})
+			err := c.CheckToken(context.Background(), "whatever")
+			var re *wechat.ResponseError
+			if !errors.As(err, &re) {
+				t.Errorf("CheckToken with answer %s = %v, want a ResponseError (not \"accepted\")", body, err)
+			}
+		})
+	}
+}
+
+func TestCustomHTTPClientNeverFollowsRedirects(t *testing.T) {
+	var leaked atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.RawQuery, "secret") {
+			leaked.Add(1)
+		}
+	}))
+	defer other.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/steal?"+r.URL.RawQuery, http.StatusFound)
+	}))
+	defer redirect.Close()
+	c := &wechat.Client{BaseURLs: []string{redirect.URL}, MaxAttempts: 1, HTTPClient: &http.Client{Timeout: time.Second}}
+	if _, err := c.Token(context.Background(), appID, secret); err == nil {
+		t.Fatal("a redirect produced a token")
+	}
+	if leaked.Load() != 0 {
+		t.Error("the secret was sent to the redirect target")
+	}
+}
+
+func TestWhitelistIPForms(t *testing.T) {
+	tests := []struct {
+		code      int
+		msg, want string
+	}{
+		{40164, "invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist rid: 1-2-3", "1.2.3.4"},
+		{40164, "invalid ip  ipv6 2001:db8::1, not in whitelist rid: 1-2-3", "2001:db8::1"},
+		{61004, "access clientip [5.6.7.8] is not registered", "5.6.7.8"},
+		{61004, "access clientip is not registered, requestIP: 9.9.9.9", "9.9.9.9"},
+		{60020, "not allow to access from your ip, hint: [x], from ip: 10.1.2.3, more info", "10.1.2.3"},
+		{40164, "not in whitelist", ""},
+	}
+	for _, tt := range tests {
+		ip, ok := wechat.WhitelistIP(&wechat.Error{Op: wechat.OpToken, Code: tt.code, Msg: tt.msg})
+		if !ok || ip != tt.want {
+			t.Errorf("WhitelistIP(%q) = %q, %v; want %q", tt.msg, ip, ok, tt.want)
+		}
+	}
+}
+
 func TestClassifyPlainErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -478,6 +533,7 @@ func TestClassifyPlainErrors(t *testing.T) {
 		{"nil", nil, wechat.ClassOther},
 		{"unrelated", errors.New("boom"), wechat.ClassOther},
 		{"deadline", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), wechat.ClassRetryable},
+		{"cancelled", &wechat.TransportError{Op: wechat.OpToken, Err: context.Canceled}, wechat.ClassOther},
 		{"HTTP 404", &wechat.StatusError{StatusCode: 404}, wechat.ClassOther},
 		{"HTTP 500", &wechat.StatusError{StatusCode: 500}, wechat.ClassRetryable},
 		{"40001 on a business call", &wechat.Error{Op: wechat.OpCheckToken, Code: 40001}, wechat.ClassTokenInvalid},

@@ -33,11 +33,19 @@ func (e *Error) Error() string {
 // IP returns the caller IP that WeChat quoted in a whitelist error (40164,
 // 61004, 60020), or "" when the message quotes none.
 func (e *Error) IP() string {
-	m := ipRE.FindStringSubmatch(e.Msg)
-	if m == nil {
-		return ""
+	if m := ipRE.FindStringSubmatch(e.Msg); m != nil && net.ParseIP(m[1]) != nil {
+		return m[1]
 	}
-	return m[1]
+	// Other wordings: the first word that is an IP address.
+	for _, w := range strings.FieldsFunc(e.Msg, func(r rune) bool {
+		return r == ' ' || r == ',' || r == '[' || r == ']' || r == '(' || r == ')' || r == ';'
+	}) {
+		w = strings.TrimPrefix(w, "::ffff:")
+		if ip := net.ParseIP(w); ip != nil {
+			return w
+		}
+	}
+	return ""
 }
 
 var (
@@ -45,7 +53,7 @@ var (
 	// "invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist" and
 	// "access clientip [1.2.3.4] is not registered" (61004) and WeCom's
 	// "from ip: 1.2.3.4".
-	ipRE = regexp.MustCompile(`(?i)(?:invalid ip|clientip|from ip:?)\s*\[?([0-9a-fA-F.:]+[0-9a-fA-F])\]?`)
+	ipRE = regexp.MustCompile(`(?i)(?:invalid ip|clientip|from ip:?)\s+\[?([0-9a-fA-F.:]+[0-9a-fA-F])\]?`)
 )
 
 func newError(op string, code int, msg string) *Error {
@@ -154,7 +162,8 @@ func isCredentialOp(op string) bool {
 // and an error not from this package are ClassOther, except for context
 // deadlines, which are ClassRetryable (a later attempt may succeed).
 func Classify(err error) Class {
-	if err == nil {
+	if err == nil || errors.Is(err, context.Canceled) {
+		// A caller that gave up does not want the call repeated.
 		return ClassOther
 	}
 	var we *Error

@@ -140,8 +140,8 @@ func (b *bed) launch(name string, argv func(port int) []string, logDir string) (
 	// Engines write files of their own into the working directory (DynamoDB
 	// Local leaves dynamodb-local-metadata.json); keep them out of the tree.
 	cmd.Dir = logDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = engineAttr()
+	if err := startLocked(cmd.Start); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("%s: start %s: %w", name, args[0], err)
 	}

@@ -46,6 +46,12 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, a second one acts as usual (ends us at
+		// once); the engines still die with us through Pdeathsig.
+		<-ctx.Done()
+		stop()
+	}()
 
 	b, err := start(ctx, cfg)
 	if err != nil {
@@ -82,33 +88,42 @@ func serve(ctx context.Context, b *bed, args []string) int {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
+	// Its own process group, so that stopping it stops what it started too
+	// (go test's test binaries, the processes those start).
+	// Killed by the kernel, too, should testbed itself be killed.
+	cmd.SysProcAttr = engineAttr()
+	if err := startLocked(cmd.Start); err != nil {
 		fmt.Fprintf(os.Stderr, "testbed: start %s: %v\n", args[0], err)
 		return 1
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	stopCommand := func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			fmt.Fprintf(os.Stderr, "testbed: %s ignored SIGTERM for 10s; killing it\n", args[0])
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-waited
+		}
+		// Anything of the group still alive after its leader exited.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 
 	select {
 	case err := <-waited:
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // leftovers of the group
 		return exitCode(err)
 	case err := <-b.died:
 		// An engine that dies under a running test makes every later
 		// failure confusing; say so first, then stop the command.
 		fmt.Fprintf(os.Stderr, "testbed: %v; stopping %s\n", err, args[0])
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		<-waited
+		stopCommand()
 		return 1
 	case <-ctx.Done():
-		// A terminal's Ctrl-C reaches the command directly (same process
-		// group); a SIGTERM sent to us alone must be passed on.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-waited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-waited
-		}
+		fmt.Fprintf(os.Stderr, "testbed: interrupted; stopping %s and the engines\n", args[0])
+		stopCommand()
 		return 130
 	}
 }

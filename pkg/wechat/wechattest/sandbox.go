@@ -7,11 +7,12 @@
 // qyapi.weixin.qq.com:
 //
 //   - GET /cgi-bin/token: a new classic token on every call; the previous
-//     one stays valid for Config.Grace (300 s), then answers 40001.
+//     one stays valid for Config.Grace (300 s), then answers 40001; any
+//     older one is invalid at once (only "new and old" overlap).
 //   - POST /cgi-bin/stable_token: in normal mode the same token with a
 //     decreasing expires_in until its last Config.StableWindow (300 s), when
 //     a new token is issued and the old one lives out its life; with
-//     force_refresh a new token at once and the old one invalid at once, at
+//     force_refresh a new token at once and every earlier one invalid at once, at
 //     most Config.ForceRefreshDailyLimit (20) a day, Config.ForceRefreshInterval
 //     (30 s) apart (a call sooner returns the current token unchanged). GET
 //     answers 43002. Classic and stable tokens never invalidate each other.
@@ -326,7 +327,7 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ip, ok := denied(st.app, r); ok {
-		writeErr(w, 40164, fmt.Sprintf("invalid ip %s ipv6 ::ffff:%s, not in whitelist", ip, ip))
+		writeErr(w, 40164, whitelistMsg(ip))
 		return
 	}
 	now := s.Now()
@@ -336,7 +337,11 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.dailyCalls[Classic]++
-	if prev := st.current[Classic]; prev != nil && prev.validAt(now) {
+	// "新老 access_token 都可用": the new token and its immediate
+	// predecessor overlap for the grace period; older ones die now.
+	prev := st.current[Classic]
+	s.revokeLocked(st.app.AppID, Classic, now, prev)
+	if prev != nil && prev.validAt(now) {
 		if until := now.Add(s.cfg.Grace); prev.revokedAt.IsZero() || until.Before(prev.revokedAt) {
 			prev.revokedAt = until
 		}
@@ -383,7 +388,7 @@ func (s *Sandbox) serveStableToken(w http.ResponseWriter, r *http.Request, body 
 		return
 	}
 	if ip, ok := denied(st.app, r); ok {
-		writeErr(w, 40164, fmt.Sprintf("invalid ip %s ipv6 ::ffff:%s, not in whitelist", ip, ip))
+		writeErr(w, 40164, whitelistMsg(ip))
 		return
 	}
 	now := s.Now()
@@ -415,9 +420,9 @@ func (s *Sandbox) serveStableToken(w http.ResponseWriter, r *http.Request, body 
 		}
 		st.forceCount++
 		st.lastForce = now
-		if cur != nil && cur.validAt(now) {
-			cur.revokedAt = now
-		}
+		// The leaked token may be the one still living out its life after
+		// a rotation: every stable token of the app dies now.
+		s.revokeLocked(st.app.AppID, Stable, now, nil)
 		writeToken(w, s.issueLocked(st, Stable, now), now, false)
 		return
 	}
@@ -472,21 +477,14 @@ func (s *Sandbox) serveGetToken(w http.ResponseWriter, r *http.Request) {
 // --- business endpoint
 
 func (s *Sandbox) serveBusiness(w http.ResponseWriter, r *http.Request) {
-	tok := r.URL.Query().Get("access_token")
-	if tok == "" {
+	switch s.Check(r.URL.Query().Get("access_token")) {
+	case 41001:
 		writeErr(w, 41001, "access_token missing")
-		return
-	}
-	s.mu.Lock()
-	rec, ok := s.tokens[tok]
-	now := s.Now()
-	s.mu.Unlock()
-	switch {
-	case !ok:
+	case 40014:
 		writeErr(w, 40014, "invalid access_token")
-	case !now.Before(rec.expiresAt):
+	case 42001:
 		writeErr(w, 42001, "access_token expired")
-	case !rec.validAt(now):
+	case 40001:
 		writeErr(w, 40001, "invalid credential, access_token is invalid or not latest")
 	default:
 		writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok", "ip_list": []string{"101.226.103.0/25", "101.226.233.128/25"}})
@@ -502,6 +500,16 @@ func (s *Sandbox) issueLocked(st *appState, api API, now time.Time) *tokenRec {
 	st.current[api] = rec
 	st.tokensIssued++
 	return rec
+}
+
+// revokeLocked invalidates at now every valid token of appID issued by api,
+// except keep.
+func (s *Sandbox) revokeLocked(appID string, api API, now time.Time, keep *tokenRec) {
+	for _, r := range s.tokens {
+		if r != keep && r.appID == appID && r.api == api && r.validAt(now) {
+			r.revokedAt = now
+		}
+	}
 }
 
 // rollDay resets the daily counters when the Beijing date changes.
@@ -532,6 +540,15 @@ func denied(a App, r *http.Request) (string, bool) {
 		}
 	}
 	return ip, true
+}
+
+// whitelistMsg is WeChat's 40164 wording, which quotes the caller's IPv4
+// address and its IPv6 form.
+func whitelistMsg(ip string) string {
+	if parsed := net.ParseIP(ip); parsed != nil && parsed.To4() == nil {
+		return fmt.Sprintf("invalid ip  ipv6 %s, not in whitelist", ip)
+	}
+	return fmt.Sprintf("invalid ip %s ipv6 ::ffff:%s, not in whitelist", ip, ip)
 }
 
 // --- encoding

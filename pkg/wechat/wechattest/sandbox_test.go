@@ -134,6 +134,35 @@ func TestClassicTokenSupersededAfterGrace(t *testing.T) {
 	wantCode(t, "new token at its expiry", business(t, s, tokB), 42001)
 }
 
+func TestClassicOnlyNewAndOldOverlap(t *testing.T) {
+	s := start(t, wechattest.Config{})
+	a := mustToken(t, classic(t, s, oaID, oaSecret))
+	s.Clock().Advance(10 * time.Second)
+	b := mustToken(t, classic(t, s, oaID, oaSecret))
+	s.Clock().Advance(10 * time.Second)
+	c := mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "token two fetches old", business(t, s, a), 40001)
+	wantCode(t, "previous token", business(t, s, b), 0)
+	wantCode(t, "current token", business(t, s, c), 0)
+	if n := s.Stats().ValidTokens[oaID]; n != 2 {
+		t.Errorf("%d valid tokens after three fetches, want 2 (new and old)", n)
+	}
+}
+
+func TestForceRefreshKillsTokenLivingOutItsLife(t *testing.T) {
+	s := start(t, wechattest.Config{})
+	a := mustToken(t, stable(t, s, oaID, oaSecret, false))
+	s.Clock().Advance(7200*time.Second - 200*time.Second) // inside the final window
+	b := mustToken(t, stable(t, s, oaID, oaSecret, false))
+	if a == b {
+		t.Fatal("no rotation inside the final window")
+	}
+	wantCode(t, "old token living out its life", business(t, s, a), 0)
+	mustToken(t, stable(t, s, oaID, oaSecret, true))
+	wantCode(t, "old token after force_refresh", business(t, s, a), 40001)
+	wantCode(t, "rotated token after force_refresh", business(t, s, b), 40001)
+}
+
 func TestStableNormalModeRotatesInFinalWindow(t *testing.T) {
 	s := start(t, wechattest.Config{})
 	first := stable(t, s, oaID, oaSecret, false)
