@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Service names an engine of the test bed by the SDK ID that its endpoint
@@ -101,4 +103,31 @@ func Name(tb testing.TB, prefix string) string {
 		test = test[:40]
 	}
 	return fmt.Sprintf("%s-%s-%x-%d", prefix, test, time.Now().UnixNano(), seq.Add(1))
+}
+
+// Table creates a table with wxtoken's key schema (partition key "pk", a
+// string) in the test bed's DynamoDB, waits until it is active, deletes it
+// when the test ends, and returns its name. It fails tb on error.
+func Table(tb testing.TB, cfg aws.Config) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := dynamodb.NewFromConfig(cfg)
+	name := Name(tb, "wxtoken")
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+	})
+	if err != nil {
+		tb.Fatalf("awstest: create table %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		_, _ = db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+	})
+	if err := dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 20*time.Second); err != nil {
+		tb.Fatalf("awstest: wait for table %s: %v", name, err)
+	}
+	return name
 }

@@ -1,0 +1,460 @@
+// Package lease keeps each app's refresh lease and token metadata in one
+// DynamoDB item, "state#{app}", of wxtoken's table.
+//
+// The lease (lease_owner, lease_until) is taken with a conditional write
+// that succeeds only when no unexpired lease exists; expiry is always
+// checked in code against the caller's clock, never left to DynamoDB's TTL.
+// The generation counts committed tokens and changes only through Commit,
+// whose condition requires the caller to still hold an unexpired lease and
+// to have seen the current generation: a holder that stalled past its lease
+// is fenced off and cannot commit, and so cannot publish.
+//
+// Item schema (attribute: type, meaning); times are Unix milliseconds:
+//
+//	pk                S  "state#" + app name
+//	generation        N  committed tokens so far (monotonic)
+//	version           N  SSM Version holding the committed token (0: publish pending)
+//	fingerprint       S  short hash of the committed token (never the token)
+//	mode              S  credential API of the committed token: stable, classic, wecom
+//	fetched_at        N  when the request that obtained it was sent
+//	expires_at        N  fetched_at + expires_in
+//	lease_owner       S  owner id of the current lease holder
+//	lease_until       N  lease expiry
+//	last_error        S  last refresh error (no secrets, no tokens)
+//	last_errcode      N  WeChat errcode of the last error, if any
+//	last_error_class  S  wechat.Class of the last error
+//	last_error_at     N  when it happened
+//	blocked_until     N  no automatic WeChat call before this (quota, config error)
+//	calls_day         S  Beijing date calls_today counts
+//	calls_today       N  WeChat credential calls made by wxtoken that day
+//	last_on_demand_at N  last on-demand refresh that called WeChat
+//	verified_fp       S  fingerprint a caller claimed invalid and WeChat accepted
+//	verified_at       N  when that check was made
+//	drift_count       N  tokens found rotated behind wxtoken's back
+//	last_drift_at     N  when the last one was found
+//	updated_at        N  last write
+//	ttl               N  Unix seconds; set only when the app is deregistered,
+//	                     so DynamoDB cleans the item up (cleanup only)
+//
+// Errors wrap the SDK's; ErrHeld and ErrFenced are returned (wrapped) when a
+// condition fails.
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// ErrHeld means another owner holds an unexpired lease.
+var ErrHeld = errors.New("lease: held by another owner")
+
+// ErrFenced means the caller no longer holds the lease, or the generation
+// moved on: its write was refused.
+var ErrFenced = errors.New("lease: fenced: lease lost or generation changed")
+
+// DynamoDB is the subset of the DynamoDB client the table calls.
+type DynamoDB interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// State is an app's lease and token metadata.
+type State struct {
+	App            string
+	Generation     int64
+	Version        int64
+	Fingerprint    string
+	Mode           string
+	FetchedAt      time.Time
+	ExpiresAt      time.Time
+	LeaseOwner     string
+	LeaseUntil     time.Time
+	LastError      string
+	LastErrCode    int
+	LastErrorClass string
+	LastErrorAt    time.Time
+	BlockedUntil   time.Time
+	CallsDay       string
+	CallsToday     int
+	LastOnDemandAt time.Time
+	VerifiedFP     string
+	VerifiedAt     time.Time
+	DriftCount     int
+	LastDriftAt    time.Time
+	UpdatedAt      time.Time
+}
+
+// HasToken reports whether a token was ever committed.
+func (s State) HasToken() bool { return s.Generation > 0 }
+
+// Leased reports whether an unexpired lease exists at now.
+func (s State) Leased(now time.Time) bool { return s.LeaseOwner != "" && now.Before(s.LeaseUntil) }
+
+// Table is the state items of one DynamoDB table.
+type Table struct {
+	client DynamoDB
+	name   string
+}
+
+// New returns the state items of table name.
+func New(client DynamoDB, name string) *Table { return &Table{client: client, name: name} }
+
+func key(app string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "state#" + app}}
+}
+
+// Get reads an app's state with a consistent read; an app never refreshed has
+// the zero State (with App set).
+func (t *Table) Get(ctx context.Context, app string) (State, error) {
+	out, err := t.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(t.name), Key: key(app), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return State{}, fmt.Errorf("lease: get %s: %w", app, err)
+	}
+	st := decode(out.Item)
+	st.App = app
+	return st, nil
+}
+
+// Acquire takes the app's lease for owner until until, if no unexpired lease
+// exists at now. It returns the state as of the attempt: after the write on
+// success, the holder's on ErrHeld.
+func (t *Table) Acquire(ctx context.Context, app, owner string, now, until time.Time) (State, error) {
+	u := newUpdate()
+	u.set("lease_owner", str(owner))
+	u.set("lease_until", ms(until))
+	u.set("updated_at", ms(now))
+	u.values[":now"] = ms(now)
+	u.names["#lu"] = "lease_until"
+	in := u.input(t.name, app, "attribute_not_exists(#lu) OR #lu <= :now")
+	in.ReturnValues = types.ReturnValueAllNew
+	out, err := t.client.UpdateItem(ctx, in)
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			st := decode(ccf.Item)
+			st.App = app
+			if st.LeaseOwner == "" {
+				// DynamoDB Local may not return the item: read it.
+				if got, gerr := t.Get(ctx, app); gerr == nil {
+					st = got
+				}
+			}
+			return st, fmt.Errorf("lease: acquire %s: %w (owner %s until %s)", app, ErrHeld, st.LeaseOwner, st.LeaseUntil.UTC().Format(time.RFC3339Nano))
+		}
+		return State{}, fmt.Errorf("lease: acquire %s: %w", app, err)
+	}
+	st := decode(out.Attributes)
+	st.App = app
+	return st, nil
+}
+
+// Commit records a new token as generation fromGen+1, with version 0 until
+// Confirm: the write that fences. It succeeds only while owner holds an
+// unexpired lease at now and the generation is still fromGen; otherwise it
+// returns ErrFenced.
+func (t *Table) Commit(ctx context.Context, app, owner string, fromGen int64, now time.Time, c Commit) error {
+	u := newUpdate()
+	u.set("generation", num(fromGen+1))
+	u.set("version", num(0))
+	u.set("fingerprint", str(c.Fingerprint))
+	u.set("mode", str(c.Mode))
+	u.set("fetched_at", ms(c.FetchedAt))
+	u.set("expires_at", ms(c.ExpiresAt))
+	u.set("updated_at", ms(now))
+	c.Fields.apply(u)
+	cond := "#lo = :owner AND #lu > :now AND "
+	if fromGen == 0 {
+		cond += "attribute_not_exists(#gen)"
+	} else {
+		cond += "#gen = :gen"
+		u.values[":gen"] = num(fromGen)
+	}
+	u.names["#lo"], u.names["#lu"], u.names["#gen"] = "lease_owner", "lease_until", "generation"
+	u.values[":owner"], u.values[":now"] = str(owner), ms(now)
+	if _, err := t.client.UpdateItem(ctx, u.input(t.name, app, cond)); err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("lease: commit %s generation %d: %w", app, fromGen+1, ErrFenced)
+		}
+		return fmt.Errorf("lease: commit %s generation %d: %w", app, fromGen+1, err)
+	}
+	return nil
+}
+
+// Commit is what Commit records about a new token.
+type Commit struct {
+	Fingerprint string
+	Mode        string
+	FetchedAt   time.Time
+	ExpiresAt   time.Time
+	// Fields are recorded in the same write.
+	Fields Fields
+}
+
+// Confirm records the SSM version that holds generation gen's token, if the
+// generation is still gen (ErrFenced otherwise).
+func (t *Table) Confirm(ctx context.Context, app string, gen, version int64, now time.Time) error {
+	u := newUpdate()
+	u.set("version", num(version))
+	u.set("updated_at", ms(now))
+	u.names["#gen"] = "generation"
+	u.values[":gen"] = num(gen)
+	if _, err := t.client.UpdateItem(ctx, u.input(t.name, app, "#gen = :gen")); err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("lease: confirm %s generation %d: %w", app, gen, ErrFenced)
+		}
+		return fmt.Errorf("lease: confirm %s generation %d: %w", app, gen, err)
+	}
+	return nil
+}
+
+// Fields are optional metadata written with Commit or Release; nil pointers
+// and zero times are left unchanged.
+type Fields struct {
+	LastError      *string
+	LastErrCode    *int
+	LastErrorClass *string
+	LastErrorAt    time.Time
+	ClearError     bool // remove last_error* (after a success)
+	BlockedUntil   *time.Time
+	CallsDay       *string
+	CallsToday     *int
+	LastOnDemandAt time.Time
+	VerifiedFP     *string
+	VerifiedAt     time.Time
+	DriftCount     *int
+	LastDriftAt    time.Time
+}
+
+func (f Fields) apply(u *update) {
+	if f.ClearError {
+		u.remove("last_error", "last_errcode", "last_error_class", "last_error_at")
+	}
+	if f.LastError != nil {
+		u.set("last_error", str(*f.LastError))
+	}
+	if f.LastErrCode != nil {
+		u.set("last_errcode", num(int64(*f.LastErrCode)))
+	}
+	if f.LastErrorClass != nil {
+		u.set("last_error_class", str(*f.LastErrorClass))
+	}
+	if !f.LastErrorAt.IsZero() {
+		u.set("last_error_at", ms(f.LastErrorAt))
+	}
+	if f.BlockedUntil != nil {
+		u.set("blocked_until", ms(*f.BlockedUntil))
+	}
+	if f.CallsDay != nil {
+		u.set("calls_day", str(*f.CallsDay))
+	}
+	if f.CallsToday != nil {
+		u.set("calls_today", num(int64(*f.CallsToday)))
+	}
+	if !f.LastOnDemandAt.IsZero() {
+		u.set("last_on_demand_at", ms(f.LastOnDemandAt))
+	}
+	if f.VerifiedFP != nil {
+		u.set("verified_fp", str(*f.VerifiedFP))
+	}
+	if !f.VerifiedAt.IsZero() {
+		u.set("verified_at", ms(f.VerifiedAt))
+	}
+	if f.DriftCount != nil {
+		u.set("drift_count", num(int64(*f.DriftCount)))
+	}
+	if !f.LastDriftAt.IsZero() {
+		u.set("last_drift_at", ms(f.LastDriftAt))
+	}
+}
+
+// Release gives up owner's lease, writing f in the same call. It returns
+// ErrFenced when owner no longer holds the lease (it expired and was taken);
+// the fields are then not written.
+func (t *Table) Release(ctx context.Context, app, owner string, now time.Time, f Fields) error {
+	u := newUpdate()
+	f.apply(u)
+	u.set("updated_at", ms(now))
+	u.remove("lease_owner", "lease_until")
+	u.names["#lo"] = "lease_owner"
+	u.values[":owner"] = str(owner)
+	if _, err := t.client.UpdateItem(ctx, u.input(t.name, app, "#lo = :owner")); err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("lease: release %s: %w", app, ErrFenced)
+		}
+		return fmt.Errorf("lease: release %s: %w", app, err)
+	}
+	return nil
+}
+
+// Expire marks a deregistered app's state for cleanup by DynamoDB's TTL at
+// at. It does not touch a leased item.
+func (t *Table) Expire(ctx context.Context, app string, now, at time.Time) error {
+	u := newUpdate()
+	u.set("ttl", num(at.Unix()))
+	u.set("updated_at", ms(now))
+	u.names["#lu"] = "lease_until"
+	u.values[":now"] = ms(now)
+	_, err := t.client.UpdateItem(ctx, u.input(t.name, app, "attribute_not_exists(#lu) OR #lu <= :now"))
+	var ccf *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &ccf) {
+		return fmt.Errorf("lease: expire %s: %w", app, err)
+	}
+	return nil
+}
+
+// List returns every app's state, paging through a Scan.
+func (t *Table) List(ctx context.Context) ([]State, error) {
+	var out []State
+	var start map[string]types.AttributeValue
+	for {
+		page, err := t.client.Scan(ctx, &dynamodb.ScanInput{
+			TableName:                 aws.String(t.name),
+			FilterExpression:          aws.String("begins_with(pk, :p)"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": str("state#")},
+			ExclusiveStartKey:         start,
+			ConsistentRead:            aws.Bool(true),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lease: list: %w", err)
+		}
+		for _, item := range page.Items {
+			st := decode(item)
+			if pk, ok := item["pk"].(*types.AttributeValueMemberS); ok && len(pk.Value) > len("state#") {
+				st.App = pk.Value[len("state#"):]
+				out = append(out, st)
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			return out, nil
+		}
+		start = page.LastEvaluatedKey
+	}
+}
+
+// --- encoding
+
+type update struct {
+	sets    []string
+	removes []string
+	names   map[string]string
+	values  map[string]types.AttributeValue
+}
+
+func newUpdate() *update {
+	return &update{names: map[string]string{}, values: map[string]types.AttributeValue{}}
+}
+
+func (u *update) set(attr string, v types.AttributeValue) {
+	n := "#" + attr
+	u.names[n] = attr
+	u.values[":"+attr] = v
+	u.sets = append(u.sets, n+" = :"+attr)
+}
+
+func (u *update) remove(attrs ...string) {
+	for _, a := range attrs {
+		u.names["#"+a] = a
+		u.removes = append(u.removes, "#"+a)
+	}
+}
+
+func (u *update) input(table, app, cond string) *dynamodb.UpdateItemInput {
+	expr := ""
+	if len(u.sets) > 0 {
+		expr = "SET " + join(u.sets)
+	}
+	if len(u.removes) > 0 {
+		if expr != "" {
+			expr += " "
+		}
+		expr += "REMOVE " + join(u.removes)
+	}
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(table),
+		Key:                       key(app),
+		UpdateExpression:          aws.String(expr),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.values,
+	}
+	if cond != "" {
+		in.ConditionExpression = aws.String(cond)
+		in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	if len(in.ExpressionAttributeValues) == 0 {
+		in.ExpressionAttributeValues = nil
+	}
+	return in
+}
+
+func join(parts []string) string {
+	s := ""
+	for i, p := range parts {
+		if i > 0 {
+			s += ", "
+		}
+		s += p
+	}
+	return s
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+func ms(t time.Time) types.AttributeValue { return num(t.UnixMilli()) }
+
+func decode(item map[string]types.AttributeValue) State {
+	s := func(k string) string {
+		if v, ok := item[k].(*types.AttributeValueMemberS); ok {
+			return v.Value
+		}
+		return ""
+	}
+	n := func(k string) int64 {
+		if v, ok := item[k].(*types.AttributeValueMemberN); ok {
+			i, _ := strconv.ParseInt(v.Value, 10, 64)
+			return i
+		}
+		return 0
+	}
+	t := func(k string) time.Time {
+		if i := n(k); i != 0 {
+			return time.UnixMilli(i).UTC()
+		}
+		return time.Time{}
+	}
+	return State{
+		Generation:     n("generation"),
+		Version:        n("version"),
+		Fingerprint:    s("fingerprint"),
+		Mode:           s("mode"),
+		FetchedAt:      t("fetched_at"),
+		ExpiresAt:      t("expires_at"),
+		LeaseOwner:     s("lease_owner"),
+		LeaseUntil:     t("lease_until"),
+		LastError:      s("last_error"),
+		LastErrCode:    int(n("last_errcode")),
+		LastErrorClass: s("last_error_class"),
+		LastErrorAt:    t("last_error_at"),
+		BlockedUntil:   t("blocked_until"),
+		CallsDay:       s("calls_day"),
+		CallsToday:     int(n("calls_today")),
+		LastOnDemandAt: t("last_on_demand_at"),
+		VerifiedFP:     s("verified_fp"),
+		VerifiedAt:     t("verified_at"),
+		DriftCount:     int(n("drift_count")),
+		LastDriftAt:    t("last_drift_at"),
+		UpdatedAt:      t("updated_at"),
+	}
+}

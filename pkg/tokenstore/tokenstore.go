@@ -1,0 +1,128 @@
+// Package tokenstore publishes access tokens to SSM Parameter Store and reads
+// them back: one SecureString per app at {prefix}/{app}/access_token whose
+// value is the raw token, so `aws ssm get-parameter --with-decryption` is all
+// a consumer needs, and whose Version goes up with every new token.
+//
+// It also reads app secrets, which operators keep as SecureStrings at
+// {prefix}/{app}/secret.
+//
+// Errors wrap the SDK's and name the parameter, never its value; ErrNotFound
+// is returned (wrapped) when a parameter or version does not exist.
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+// ErrNotFound means the parameter (or the requested version of it) does not
+// exist.
+var ErrNotFound = errors.New("tokenstore: parameter not found")
+
+// DefaultPrefix is the parameter path prefix when none is configured.
+const DefaultPrefix = "/wechat"
+
+// DefaultKeyID is the KMS key SecureStrings are encrypted with by default.
+const DefaultKeyID = "alias/aws/ssm"
+
+// SSM is the subset of the SSM client the store calls.
+type SSM interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	PutParameter(ctx context.Context, in *ssm.PutParameterInput, optFns ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+}
+
+// Store publishes and reads tokens under one prefix.
+type Store struct {
+	client SSM
+	prefix string
+	keyID  string
+}
+
+// New returns a store for the prefix (DefaultPrefix when empty; it must start
+// with a slash) encrypting with keyID (DefaultKeyID when empty).
+func New(client SSM, prefix, keyID string) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if keyID == "" {
+		keyID = DefaultKeyID
+	}
+	return &Store{client: client, prefix: strings.TrimRight(prefix, "/"), keyID: keyID}
+}
+
+// TokenName returns the parameter name of an app's token.
+func (s *Store) TokenName(app string) string { return s.prefix + "/" + app + "/access_token" }
+
+// SecretName returns the parameter name of an app's secret.
+func (s *Store) SecretName(app string) string { return s.prefix + "/" + app + "/secret" }
+
+// Put publishes token as the app's current token and returns the new Version.
+func (s *Store) Put(ctx context.Context, app, token string) (int64, error) {
+	name := s.TokenName(app)
+	out, err := s.client.PutParameter(ctx, &ssm.PutParameterInput{
+		Name:      aws.String(name),
+		Value:     aws.String(token),
+		Type:      types.ParameterTypeSecureString,
+		KeyId:     aws.String(s.keyID),
+		Overwrite: aws.Bool(true),
+		Tier:      types.ParameterTierStandard,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("tokenstore: put %s: %w", name, translate(err))
+	}
+	return out.Version, nil
+}
+
+// Get returns the app's current token and its Version.
+func (s *Store) Get(ctx context.Context, app string) (string, int64, error) {
+	return s.get(ctx, s.TokenName(app), true)
+}
+
+// GetVersion returns the token the app's parameter held at version, for
+// repairing a parameter overwritten out of order.
+func (s *Store) GetVersion(ctx context.Context, app string, version int64) (string, error) {
+	v, _, err := s.get(ctx, s.TokenName(app)+":"+strconv.FormatInt(version, 10), true)
+	return v, err
+}
+
+// Version returns the Version of the app's current token without decrypting
+// it, for cheap consistency checks.
+func (s *Store) Version(ctx context.Context, app string) (int64, error) {
+	_, v, err := s.get(ctx, s.TokenName(app), false)
+	return v, err
+}
+
+// Secret returns the app's secret.
+func (s *Store) Secret(ctx context.Context, app string) (string, error) {
+	v, _, err := s.get(ctx, s.SecretName(app), true)
+	return v, err
+}
+
+func (s *Store) get(ctx context.Context, name string, decrypt bool) (string, int64, error) {
+	out, err := s.client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(decrypt)})
+	if err != nil {
+		return "", 0, fmt.Errorf("tokenstore: get %s: %w", name, translate(err))
+	}
+	if out.Parameter == nil {
+		return "", 0, fmt.Errorf("tokenstore: get %s: empty answer", name)
+	}
+	return aws.ToString(out.Parameter.Value), out.Parameter.Version, nil
+}
+
+// translate maps the SDK's not-found errors to ErrNotFound, keeping the
+// original for errors.As.
+func translate(err error) error {
+	var nf *types.ParameterNotFound
+	var vnf *types.ParameterVersionNotFound
+	if errors.As(err, &nf) || errors.As(err, &vnf) {
+		return errors.Join(ErrNotFound, err)
+	}
+	return err
+}
