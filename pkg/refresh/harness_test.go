@@ -135,12 +135,14 @@ func (b *bed) published(app string) (string, int64) {
 
 func (b *bed) state(app string) lease.State {
 	b.t.Helper()
-	st, err := lease.New(dynamodb.NewFromConfig(b.cfg), b.table).Get(context.Background(), app)
+	st, err := lease.New(newDynamo(b), b.table).Get(context.Background(), app)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	return st
 }
+
+func newDynamo(b *bed) *dynamodb.Client { return dynamodb.NewFromConfig(b.cfg) }
 
 func (b *bed) saw(tokens ...string) {
 	b.mu.Lock()

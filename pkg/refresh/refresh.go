@@ -41,6 +41,7 @@ type Apps interface {
 type Store interface {
 	Get(ctx context.Context, app string) (string, int64, error)
 	GetVersion(ctx context.Context, app string, version int64) (string, error)
+	Version(ctx context.Context, app string) (int64, error)
 	Put(ctx context.Context, app, token string) (int64, error)
 	Secret(ctx context.Context, app string) (string, error)
 }
@@ -75,6 +76,7 @@ const (
 	DefaultConcurrency   = 8
 	DefaultConfigBlock   = 30 * time.Minute
 	DefaultVerifiedFor   = 60 * time.Second
+	DefaultCheckEvery    = 10 * time.Minute
 )
 
 // Errors callers branch on.
@@ -180,6 +182,11 @@ type Refresher struct {
 	// VerifiedFor: after WeChat accepted a token claimed invalid, further
 	// claims against it within this time are answered without a check.
 	VerifiedFor time.Duration
+	// CheckEvery is how often RefreshDue compares each app's SSM Version
+	// with the table (spread over the runs by app), to find and repair a
+	// parameter written out of order. Checking every app on every run
+	// would spend SSM's shared GetParameter throughput.
+	CheckEvery time.Duration
 }
 
 // kind is why a refresh runs.
@@ -675,11 +682,10 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 		}
 		st := byApp[a.Name]
 		// A cheap pre-filter on the listed state; hold re-checks under the lease.
-		if st.HasToken() && st.Version > 0 && !st.ExpiresAt.IsZero() && st.Mode == string(a.Mode) {
-			if !r.due(a, st, Result{Token: "published", ExpiresAt: st.ExpiresAt}, now) {
-				rep.Outcomes = append(rep.Outcomes, Outcome{App: a.Name, Status: "not_due"})
-				continue
-			}
+		if st.HasToken() && st.Version > 0 && !st.ExpiresAt.IsZero() && st.Mode == string(a.Mode) &&
+			!r.due(a, st, Result{Token: "published", ExpiresAt: st.ExpiresAt}, now) && !r.inconsistent(ctx, a.Name, st, now) {
+			rep.Outcomes = append(rep.Outcomes, Outcome{App: a.Name, Status: "not_due"})
+			continue
 		}
 		due = append(due, a)
 	}
@@ -704,6 +710,26 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	rep.Outcomes = append(rep.Outcomes, outcomes...)
 	rep.Elapsed = time.Since(began)
 	return rep, nil
+}
+
+// inconsistent reports whether this is the run that checks the app's SSM
+// Version (one in CheckEvery/minute runs, spread by app name) and SSM holds a
+// version other than the committed one (P4: a run that finds SSM and the
+// table disagree repairs SSM).
+func (r *Refresher) inconsistent(ctx context.Context, app string, st lease.State, now time.Time) bool {
+	every := int64(orDefault(r.CheckEvery, DefaultCheckEvery) / time.Minute)
+	if every < 1 {
+		every = 1
+	}
+	h := int64(0)
+	for i := 0; i < len(app); i++ {
+		h = (h*31 + int64(app[i])) % every
+	}
+	if (now.Unix()/60+h)%every != 0 {
+		return false
+	}
+	v, err := r.Store.Version(ctx, app)
+	return err == nil && v != st.Version
 }
 
 func (r *Refresher) refreshOne(ctx context.Context, a registry.App) Outcome {
