@@ -24,23 +24,7 @@ func TestDynamoDBConditionalPut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db := dynamodb.NewFromConfig(cfg)
-	table := awstest.Name(t, "wxtoken")
-
-	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(table),
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
-	})
-	if err != nil {
-		t.Fatalf("CreateTable: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
-	if err := dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 20*time.Second); err != nil {
-		t.Fatalf("wait for table: %v", err)
-	}
+	table := awstest.Table(t, cfg)
 
 	put := func(owner string) error {
 		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{
@@ -58,7 +42,7 @@ func TestDynamoDBConditionalPut(t *testing.T) {
 	if err := put("first"); err != nil {
 		t.Fatalf("first conditional PutItem: got %v, want success", err)
 	}
-	err = put("second")
+	err := put("second")
 	var ccf *ddbtypes.ConditionalCheckFailedException
 	if !errors.As(err, &ccf) {
 		t.Fatalf("second conditional PutItem: got %v (%T), want ConditionalCheckFailedException", err, err)

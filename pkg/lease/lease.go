@@ -90,6 +90,8 @@ type State struct {
 	DriftCount     int
 	LastDriftAt    time.Time
 	UpdatedAt      time.Time
+	// CleanupAt is when DynamoDB's TTL may delete the item (zero: never).
+	CleanupAt time.Time
 }
 
 // HasToken reports whether a token was ever committed.
@@ -414,6 +416,13 @@ func num(n int64) types.AttributeValue {
 }
 func ms(t time.Time) types.AttributeValue { return num(t.UnixMilli()) }
 
+func unixOrZero(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
+
 func decode(item map[string]types.AttributeValue) State {
 	s := func(k string) string {
 		if v, ok := item[k].(*types.AttributeValueMemberS); ok {
@@ -456,5 +465,6 @@ func decode(item map[string]types.AttributeValue) State {
 		DriftCount:     int(n("drift_count")),
 		LastDriftAt:    t("last_drift_at"),
 		UpdatedAt:      t("updated_at"),
+		CleanupAt:      unixOrZero(n("ttl")),
 	}
 }

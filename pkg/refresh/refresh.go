@@ -54,6 +54,7 @@ type Leases interface {
 	Confirm(ctx context.Context, app string, gen, version int64, now time.Time) error
 	Release(ctx context.Context, app, owner string, now time.Time, f lease.Fields) error
 	List(ctx context.Context) ([]lease.State, error)
+	Expire(ctx context.Context, app string, now, at time.Time) error
 }
 
 // WeChat is what the refresher needs of the WeChat client.
@@ -77,6 +78,9 @@ const (
 	DefaultConfigBlock   = 30 * time.Minute
 	DefaultVerifiedFor   = 60 * time.Second
 	DefaultCheckEvery    = 10 * time.Minute
+	// DefaultCleanupAfter is how long the state of a removed app is kept
+	// (for its history) before DynamoDB's TTL deletes it.
+	DefaultCleanupAfter = 7 * 24 * time.Hour
 )
 
 // Errors callers branch on.
@@ -675,6 +679,24 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	}
 
 	now := r.now()
+	registered := make(map[string]bool, len(apps)+len(bad))
+	for _, a := range apps {
+		registered[a.Name] = true
+	}
+	for _, e := range bad {
+		var ie *registry.InvalidError
+		if errors.As(e, &ie) {
+			registered[ie.App] = true
+		}
+	}
+	for _, st := range states {
+		if !registered[st.App] && st.CleanupAt.IsZero() {
+			// A removed app: let DynamoDB's TTL clean its state up.
+			if err := r.Leases.Expire(ctx, st.App, now, now.Add(DefaultCleanupAfter)); err != nil {
+				r.logger().WarnContext(ctx, "could not mark removed app's state for cleanup", "app", st.App, "error", err.Error())
+			}
+		}
+	}
 	var due []registry.App
 	for _, a := range apps {
 		if a.Disabled {

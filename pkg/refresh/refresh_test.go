@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -252,4 +256,28 @@ func TestBudgetAndMinInterval(t *testing.T) {
 		}
 		b.saw(second.Token, stale)
 	})
+}
+
+// TestRemovedAppStateIsCleanedUp: the state of an app whose registration was
+// deleted gets a TTL, DynamoDB's cleanup, and nothing else uses the TTL.
+func TestRemovedAppStateIsCleanedUp(t *testing.T) {
+	b := newBed(t, wechattest.Config{})
+	a := b.app(appNamed("gone", registry.OfficialAccount, registry.Stable))
+	b.app(appNamed("kept", registry.OfficialAccount, registry.Stable))
+	publish(t, b, a.Name)
+	if st := b.state(a.Name); !st.CleanupAt.IsZero() {
+		t.Fatalf("a registered app's state has a TTL: %v", st.CleanupAt)
+	}
+	_, err := newDynamo(b).DeleteItem(ctxT(t), &dynamodb.DeleteItemInput{TableName: aws.String(b.table),
+		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "app#gone"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRefreshDue(t, b.refresher("scheduler"))
+	if st := b.state("gone"); st.CleanupAt.Sub(b.sb.Now()) != refresh.DefaultCleanupAfter {
+		t.Errorf("removed app's state cleanup at %v, want %v from now", st.CleanupAt, refresh.DefaultCleanupAfter)
+	}
+	if st := b.state("kept"); !st.CleanupAt.IsZero() {
+		t.Errorf("a registered app's state got a TTL")
+	}
 }
