@@ -525,6 +525,9 @@ func TestStatsAndAdminRoutes(t *testing.T) {
 	if want := time.Date(2026, 11, 21, 10, 5, 1, 0, time.UTC); !st.Now.Equal(want) {
 		t.Errorf("stats now = %v, want %v", st.Now, want)
 	}
+	if n := len(s.Issued()); n != 3 {
+		t.Errorf("Issued() lists %d tokens, want 3", n)
+	}
 	if cur, _ := s.Current("wxadded", wechattest.Stable); s.Check(cur) != 0 {
 		t.Error("Current(stable) is not a valid token")
 	}

@@ -107,6 +107,18 @@ func (s *Sandbox) Current(appID string, api API) (string, time.Time) {
 	return "", time.Time{}
 }
 
+// Issued returns every token the sandbox has issued, for tests that make
+// sure no token leaked into logs; WeChat has no such call.
+func (s *Sandbox) Issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for tok := range s.tokens {
+		out = append(out, tok)
+	}
+	return out
+}
+
 // Check answers what the business endpoint would answer for token right now:
 // 0 when accepted, else the errcode (41001, 40014, 42001, 40001).
 func (s *Sandbox) Check(token string) int {
