@@ -45,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -374,13 +375,13 @@ func (u *update) remove(attrs ...string) {
 func (u *update) input(table, app, cond string) *dynamodb.UpdateItemInput {
 	expr := ""
 	if len(u.sets) > 0 {
-		expr = "SET " + join(u.sets)
+		expr = "SET " + strings.Join(u.sets, ", ")
 	}
 	if len(u.removes) > 0 {
 		if expr != "" {
 			expr += " "
 		}
-		expr += "REMOVE " + join(u.removes)
+		expr += "REMOVE " + strings.Join(u.removes, ", ")
 	}
 	in := &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(table),
@@ -397,17 +398,6 @@ func (u *update) input(table, app, cond string) *dynamodb.UpdateItemInput {
 		in.ExpressionAttributeValues = nil
 	}
 	return in
-}
-
-func join(parts []string) string {
-	s := ""
-	for i, p := range parts {
-		if i > 0 {
-			s += ", "
-		}
-		s += p
-	}
-	return s
 }
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
