@@ -56,6 +56,8 @@ type Runtime struct {
 	srv     *httptest.Server
 	pending chan *invocation
 	seq     atomic.Uint64
+	closed  chan struct{}
+	once    sync.Once
 
 	mu        sync.Mutex
 	inflight  map[string]*invocation
@@ -64,7 +66,7 @@ type Runtime struct {
 
 // NewRuntime starts a Runtime on a loopback port. Close it when done.
 func NewRuntime() *Runtime {
-	r := &Runtime{pending: make(chan *invocation), inflight: map[string]*invocation{}}
+	r := &Runtime{pending: make(chan *invocation), closed: make(chan struct{}), inflight: map[string]*invocation{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", r.next)
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", r.respond)
@@ -79,8 +81,14 @@ func (r *Runtime) Env() string {
 	return "AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(r.srv.URL, "http://")
 }
 
-// Close stops the server; invocations still waiting get ctx's error.
-func (r *Runtime) Close() { r.srv.Close() }
+// Close stops the server; invocations still waiting get ctx's error. A
+// function blocked in its long poll on .../invocation/next is answered with
+// 503 first: httptest.Server.Close waits for every active request, so without
+// that Close would wait forever for a process that is itself waiting.
+func (r *Runtime) Close() {
+	r.once.Do(func() { close(r.closed) })
+	r.srv.Close()
+}
 
 // InitError returns the error the function reported from its initialization,
 // or nil.
@@ -132,6 +140,8 @@ func (r *Runtime) next(w http.ResponseWriter, req *http.Request) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(inv.payload)
+	case <-r.closed:
+		http.Error(w, `{"errorMessage":"runtime closed","errorType":"Runtime.Closed"}`, http.StatusServiceUnavailable)
 	case <-req.Context().Done():
 	}
 }
