@@ -1,24 +1,29 @@
-// Command scheduled-refresh is the Lambda function that EventBridge invokes on
-// a schedule to refresh every registered app whose token is due.
-//
-// The refresh core is not wired in yet: for now the function logs each
-// scheduled event it receives and reports that no refresh was performed.
+// Command scheduled-refresh is the Lambda function that EventBridge invokes
+// on a schedule: it refreshes every registered app whose token is due and
+// fails the invocation only when an app needs a person (see pkg/schedule).
+// Configuration comes from the environment (see pkg/config); a bad one fails
+// the cold start with a readable Runtime.InitError.
 package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/wxtoken/wxtoken/pkg/config"
+	"github.com/wxtoken/wxtoken/pkg/schedule"
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	lambda.Start(func(ctx context.Context, ev events.EventBridgeEvent) error {
-		logger.WarnContext(ctx, "scheduled run received; refresh core not implemented yet, nothing refreshed",
-			"event_id", ev.ID, "detail_type", ev.DetailType, "time", ev.Time)
-		return nil
-	})
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		config.Fail(err)
+	}
+	deps, err := cfg.Build(context.Background(), os.Stdout)
+	if err != nil {
+		config.Fail(err)
+	}
+	h := &schedule.Handler{Refresher: deps.Refresher, Metrics: deps.Metrics, Logger: deps.Logger}
+	lambda.Start(h.Handle)
 }

@@ -168,6 +168,9 @@ type Refresher struct {
 	Now func() time.Time
 	// Logger receives structured events; nil discards them.
 	Logger *slog.Logger
+	// Observe, when set, is told of every outcome (for metrics). It is
+	// called synchronously and must be quick and safe for concurrent use.
+	Observe func(context.Context, Event)
 
 	// LeaseDuration is how long a lease lasts; it must exceed the function
 	// timeout. LeaseMargin: the holder's work ends this long before it.
@@ -239,9 +242,11 @@ func (r *Refresher) Refresh(ctx context.Context, app, stale string) (Result, err
 	if cur.Token != "" {
 		if q.kind == onDemand && cur.Token != stale {
 			cur.Refreshed = true
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeServed})
 			return cur, nil
 		}
 		if q.kind == ensure && !cur.ExpiresAt.IsZero() && r.now().Before(cur.ExpiresAt) {
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeServed})
 			return cur, nil
 		}
 	}
@@ -328,6 +333,7 @@ var errNotDue = errors.New("refresh: not due")
 func (r *Refresher) await(ctx context.Context, a registry.App, q request, held lease.State, started time.Time) (Result, bool, error) {
 	for {
 		if err := sleep(ctx, r.pollInterval()); err != nil {
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeLockTimeout})
 			return Result{}, true, fmt.Errorf("%w (app %s)", ErrLockTimeout, a.Name)
 		}
 		st, err := r.Leases.Get(ctx, a.Name)
@@ -342,15 +348,20 @@ func (r *Refresher) await(ctx context.Context, a registry.App, q request, held l
 			}
 			if cur.Token != "" && (q.kind != onDemand || cur.Token != q.stale) {
 				cur.Refreshed = true
+				r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeCoalesced})
 				return cur, true, nil
 			}
 		}
 		if q.kind == onDemand && st.VerifiedFP == wechat.Fingerprint(q.stale) && !st.VerifiedAt.Before(started.Add(-r.verifiedFor())) {
 			// The holder asked WeChat: the claimed token is fine.
 			cur, err := r.current(ctx, a.Name, st)
+			if err == nil {
+				r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeCoalesced})
+			}
 			return cur, true, err
 		}
 		if !st.LastErrorAt.IsZero() && !st.LastErrorAt.Before(started) && st.Generation == held.Generation {
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeWaitFailed, ErrCode: st.LastErrCode, Class: st.LastErrorClass})
 			return Result{}, true, &FailedError{App: a.Name, ErrCode: st.LastErrCode, Class: st.LastErrorClass, Message: st.LastError}
 		}
 		if !st.Leased(now) {
@@ -365,7 +376,7 @@ func (r *Refresher) await(ctx context.Context, a registry.App, q request, held l
 func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st lease.State, acquired time.Time) (Result, error) {
 	work, cancel := context.WithTimeout(ctx, r.leaseDuration()-r.leaseMargin())
 	defer cancel()
-	log := r.logger().With("app", a.Name, "reason", q.kind.String(), "generation", st.Generation)
+	log := r.logger().With("app", a.Name, "reason", q.kind.String(), "from_generation", st.Generation)
 	var fields lease.Fields
 	release := func() {
 		// Released even when ctx is done, under a bounded context of its own.
@@ -393,11 +404,13 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		if cur.Token != "" && cur.Token != q.stale {
 			release()
 			cur.Refreshed = true
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeServed})
 			return cur, nil
 		}
 	case ensure:
 		if cur.Token != "" && !cur.ExpiresAt.IsZero() && now.Before(cur.ExpiresAt) {
 			release()
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeServed})
 			return cur, nil
 		}
 	case scheduled:
@@ -407,9 +420,13 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		}
 	}
 
-	if q.kind != force && st.BlockedUntil.After(now) {
+	refuse := func(e *RefusedError) (Result, error) {
 		release()
-		return Result{}, &RefusedError{App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Current: cur}
+		r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeRefused, ErrCode: e.ErrCode, RetryAfter: e.RetryAfter})
+		return Result{}, e
+	}
+	if q.kind != force && st.BlockedUntil.After(now) {
+		return refuse(&RefusedError{App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Current: cur})
 	}
 	day := beijingDay(now)
 	calls := 0
@@ -417,12 +434,10 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		calls = st.CallsToday
 	}
 	if calls >= a.DailyBudget {
-		release()
-		return Result{}, &RefusedError{App: a.Name, Reason: ReasonDailyBudget, RetryAfter: nextBeijingMidnight(now).Sub(now), Current: cur}
+		return refuse(&RefusedError{App: a.Name, Reason: ReasonDailyBudget, RetryAfter: nextBeijingMidnight(now).Sub(now), Current: cur})
 	}
 	if (q.kind == onDemand || q.kind == force) && !st.LastOnDemandAt.IsZero() && now.Sub(st.LastOnDemandAt) < a.MinInterval {
-		release()
-		return Result{}, &RefusedError{App: a.Name, Reason: ReasonMinInterval, RetryAfter: a.MinInterval - now.Sub(st.LastOnDemandAt), Current: cur}
+		return refuse(&RefusedError{App: a.Name, Reason: ReasonMinInterval, RetryAfter: a.MinInterval - now.Sub(st.LastOnDemandAt), Current: cur})
 	}
 
 	drift := false
@@ -435,6 +450,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 			fields.VerifiedFP, fields.VerifiedAt = &fp, now
 			release()
 			log.InfoContext(ctx, "claim refused: WeChat accepts the published token", "fingerprint", fp)
+			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeClaimRejected})
 			return cur, nil
 		case wechat.IsTokenInvalid(err):
 			var we *wechat.Error
@@ -458,6 +474,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		r.recordFailure(&fields, a, err, now)
 		release()
 		logFailure(ctx, log, err)
+		r.observe(ctx, failureEvent(a, q, err, calls))
 		return Result{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
 	}
 
@@ -480,6 +497,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		fields.ClearError = true
 		release()
 		cur.ExpiresAt = tok.ExpiresAt
+		r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeUnchanged, CallsToday: calls, Drift: drift})
 		return cur, nil
 	}
 
@@ -488,6 +506,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 	if err := r.Leases.Commit(work, a.Name, r.Owner, st.Generation, r.now(), commit); err != nil {
 		// Fenced: the lease ran out (P4). The token is dropped unpublished.
 		log.ErrorContext(ctx, "lease lost before publishing; token discarded", "error", err.Error(), "fingerprint", tok.Fingerprint())
+		r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFenced, CallsToday: calls, Drift: drift})
 		return Result{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
 	}
 	gen := st.Generation + 1
@@ -498,6 +517,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		fields.LastError, fields.LastErrorAt = &msg, r.now()
 		release()
 		log.ErrorContext(ctx, "publish to SSM failed", "error", err.Error(), "fingerprint", tok.Fingerprint())
+		r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomePublishFailed, CallsToday: calls, Drift: drift})
 		return Result{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
 	}
 	if err := r.Leases.Confirm(work, a.Name, gen, version, r.now()); err != nil {
@@ -506,6 +526,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 	release()
 	log.InfoContext(ctx, "token refreshed", "event", "refreshed", "generation", gen, "version", version,
 		"fingerprint", tok.Fingerprint(), "expires_at", tok.ExpiresAt, "calls_today", calls)
+	r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeRefreshed, CallsToday: calls, Drift: drift})
 	return Result{App: a.Name, Token: tok.AccessToken, Version: version, ExpiresAt: tok.ExpiresAt, Refreshed: true}, nil
 }
 
@@ -630,6 +651,9 @@ type Outcome struct {
 	Status string
 	Err    error
 	Result Result
+	// ExpiresAt is when the app's committed token expires, as the run saw
+	// it (zero: no token yet).
+	ExpiresAt time.Time
 }
 
 // Report is a scheduled run's account.
@@ -730,6 +754,14 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	close(jobs)
 	wg.Wait()
 	rep.Outcomes = append(rep.Outcomes, outcomes...)
+	for i, o := range rep.Outcomes {
+		switch {
+		case !o.Result.ExpiresAt.IsZero():
+			rep.Outcomes[i].ExpiresAt = o.Result.ExpiresAt
+		case byApp[o.App].HasToken():
+			rep.Outcomes[i].ExpiresAt = byApp[o.App].ExpiresAt
+		}
+	}
 	rep.Elapsed = time.Since(began)
 	return rep, nil
 }

@@ -1,0 +1,486 @@
+// Package api is wxtoken's HTTP API (design.md §3.2): an http.Handler that
+// serves the on-demand refresh, the operator's forced refresh and the status
+// of an app, and an adapter that runs the same handler behind API Gateway's
+// HTTP API (payload format 2.0) in Lambda.
+//
+//	POST /v1/apps/{app}/refresh        {"stale_token": "..."} (optional)
+//	POST /v1/apps/{app}/force-refresh  no body, or {}
+//	GET  /v1/apps/{app}                status: metadata, never the token
+//
+// A token answer is {"app","access_token","version","expires_at","refreshed"}.
+// Errors are {"error":{"code","message"}} with "wechat_errcode" when WeChat
+// answered: 400 for a malformed, oversized or unknown-field body or a bad app
+// name, 404 for an unknown app or route, 405 for a wrong method, 429 when a
+// budget or the minimum interval refuses the call (with Retry-After and the
+// current token), 502 when WeChat refused, 503 when the refresh in progress
+// did not finish in time, 500 otherwise, with no internals in the message.
+// No response other than a token answer carries a token, and no log line
+// does.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
+)
+
+// MaxBodyBytes bounds a request body. A refresh body holds one token (WeChat
+// documents at least 512 characters of room); 4 KiB leaves ample margin.
+const MaxBodyBytes = 4 << 10
+
+// maxTokenLen bounds stale_token.
+const maxTokenLen = 2048
+
+// Refresher is what the API needs of the refresher.
+type Refresher interface {
+	Refresh(ctx context.Context, app, stale string) (refresh.Result, error)
+	ForceRefresh(ctx context.Context, app string) (refresh.Result, error)
+	Status(ctx context.Context, app string) (refresh.Status, error)
+}
+
+// Handler serves the API. Create it with New.
+type Handler struct {
+	refresher Refresher
+	logger    *slog.Logger
+	now       func() time.Time
+}
+
+// New returns a Handler answering from r and writing one audit line per
+// request to logger (nil discards them).
+func New(r Refresher, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{refresher: r, logger: logger, now: time.Now}
+}
+
+// Caller is the identity behind a request, for the audit log. In Lambda it
+// comes from API Gateway's IAM authorizer; locally only SourceIP is known.
+type Caller struct {
+	ARN       string // the IAM principal (user or assumed role)
+	AccountID string
+	SourceIP  string
+	UserAgent string
+	RequestID string // API Gateway's request id
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying c.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the Caller in ctx, if any.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// route is a parsed request path.
+type route struct {
+	app    string
+	action string // "refresh", "force-refresh" or "" (status)
+}
+
+// parse maps a path to a route; ok is false for a path that is no route.
+func parse(path string) (route, bool) {
+	rest, found := strings.CutPrefix(path, "/v1/apps/")
+	if !found {
+		return route{}, false
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 1 && parts[0] != "":
+		return route{app: parts[0]}, true
+	case len(parts) == 2 && parts[0] != "" && (parts[1] == "refresh" || parts[1] == "force-refresh"):
+		return route{app: parts[0], action: parts[1]}, true
+	}
+	return route{}, false
+}
+
+// apiError is an error answer, chosen once, at the edge.
+type apiError struct {
+	status     int
+	code       string
+	message    string
+	errcode    int
+	retryAfter time.Duration
+	current    *refresh.Result // the token to keep using (429)
+	cause      error           // logged, never sent
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	started := h.now()
+	caller, ok := CallerFrom(req.Context())
+	if !ok {
+		caller = Caller{SourceIP: req.RemoteAddr, UserAgent: req.UserAgent()}
+	}
+	rt, matched := parse(req.URL.Path)
+	var (
+		res    refresh.Result
+		status refresh.Status
+		aerr   *apiError
+		kind   string
+	)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				aerr = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error",
+					cause: fmt.Errorf("panic of type %T", p)}
+			}
+		}()
+		switch {
+		case !matched:
+			aerr = &apiError{status: http.StatusNotFound, code: "not_found", message: "no such route; see POST /v1/apps/{app}/refresh, POST /v1/apps/{app}/force-refresh, GET /v1/apps/{app}"}
+		case !methodAllowed(rt, req.Method):
+			w.Header().Set("Allow", allowed(rt))
+			aerr = &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: req.Method + " is not allowed here; use " + allowed(rt)}
+		case !registry.ValidName(rt.app):
+			aerr = &apiError{status: http.StatusBadRequest, code: "invalid_app_name", message: "app names are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"}
+		case rt.action == "refresh":
+			kind = "refresh"
+			var stale string
+			if stale, aerr = decodeRefresh(w, req); aerr == nil {
+				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
+					return h.refresher.Refresh(ctx, rt.app, stale)
+				})
+			}
+		case rt.action == "force-refresh":
+			kind = "force-refresh"
+			if aerr = decodeEmpty(w, req); aerr == nil {
+				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
+					return h.refresher.ForceRefresh(ctx, rt.app)
+				})
+			}
+		default:
+			kind = "status"
+			var err error
+			if status, err = h.refresher.Status(req.Context(), rt.app); err != nil {
+				aerr = classify(err)
+			}
+		}
+	}()
+
+	code := http.StatusOK
+	switch {
+	case aerr != nil:
+		code = aerr.status
+		writeError(w, aerr)
+	case kind == "status":
+		writeJSON(w, code, statusBody(status, h.now()))
+	default:
+		writeJSON(w, code, tokenBody(res))
+	}
+
+	attrs := []any{
+		"event", "request", "method", req.Method, "path", req.URL.Path, "route", kind, "app", rt.app, "status", code,
+		"duration_ms", h.now().Sub(started).Milliseconds(),
+		slog.Group("caller", "arn", caller.ARN, "account", caller.AccountID, "source_ip", caller.SourceIP,
+			"user_agent", caller.UserAgent, "request_id", caller.RequestID),
+	}
+	if aerr == nil && kind != "status" {
+		attrs = append(attrs, "version", res.Version, "fingerprint", wechat.Fingerprint(res.Token), "refreshed", res.Refreshed)
+	}
+	level := slog.LevelInfo
+	if aerr != nil {
+		attrs = append(attrs, "error_code", aerr.code)
+		if aerr.errcode != 0 {
+			attrs = append(attrs, "wechat_errcode", aerr.errcode)
+		}
+		if aerr.cause != nil {
+			attrs = append(attrs, "error", aerr.cause.Error())
+		}
+		switch {
+		case aerr.status >= 500:
+			level = slog.LevelError
+		case aerr.status == http.StatusTooManyRequests:
+			level = slog.LevelWarn
+		}
+	}
+	h.logger.Log(req.Context(), level, "request", attrs...)
+}
+
+func methodAllowed(rt route, m string) bool {
+	if rt.action == "" {
+		return m == http.MethodGet || m == http.MethodHead
+	}
+	return m == http.MethodPost
+}
+
+func allowed(rt route) string {
+	if rt.action == "" {
+		return "GET, HEAD"
+	}
+	return "POST"
+}
+
+// call runs a refresh and maps its error.
+func (h *Handler) call(ctx context.Context, f func(context.Context) (refresh.Result, error)) (refresh.Result, *apiError) {
+	res, err := f(ctx)
+	if err != nil {
+		return refresh.Result{}, classify(err)
+	}
+	return res, nil
+}
+
+// readBody reads the request body up to MaxBodyBytes.
+func readBody(w http.ResponseWriter, req *http.Request) ([]byte, *apiError) {
+	if req.Body == nil {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, &apiError{status: http.StatusBadRequest, code: "body_too_large", message: fmt.Sprintf("request body is over %d bytes", MaxBodyBytes)}
+	}
+	if err != nil {
+		return nil, &apiError{status: http.StatusBadRequest, code: "unreadable_body", message: "the request body could not be read", cause: err}
+	}
+	return body, nil
+}
+
+// strict decodes body into v: one JSON object, no unknown fields, nothing
+// after it.
+func strict(body []byte, v any) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body must be a JSON object: " + describe(err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body must hold one JSON object and nothing after it"}
+	}
+	return nil
+}
+
+// describe explains a decoding error without echoing the body (which may
+// hold a token).
+func describe(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q must be a %s", typ.Field, typ.Type)
+		}
+		return "expected an object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of the body"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// The field name is the caller's, quoted by encoding/json; bound it.
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if len(name) > 66 {
+			name = name[:64] + `…"`
+		}
+		return "unknown field " + name + ` (allowed: "stale_token")`
+	}
+	return "invalid JSON"
+}
+
+// decodeRefresh reads the refresh body: empty, or {"stale_token": "..."}.
+func decodeRefresh(w http.ResponseWriter, req *http.Request) (string, *apiError) {
+	body, aerr := readBody(w, req)
+	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
+		return "", aerr
+	}
+	var in struct {
+		StaleToken *string `json:"stale_token"`
+	}
+	if aerr := strict(body, &in); aerr != nil {
+		return "", aerr
+	}
+	if in.StaleToken == nil {
+		return "", nil
+	}
+	if len(*in.StaleToken) > maxTokenLen {
+		return "", &apiError{status: http.StatusBadRequest, code: "malformed_body", message: fmt.Sprintf("stale_token is over %d characters", maxTokenLen)}
+	}
+	return *in.StaleToken, nil
+}
+
+// decodeEmpty accepts an empty body or {}.
+func decodeEmpty(w http.ResponseWriter, req *http.Request) *apiError {
+	body, aerr := readBody(w, req)
+	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
+		return aerr
+	}
+	var in struct{}
+	if aerr := strict(body, &in); aerr != nil {
+		aerr.message = strings.ReplaceAll(aerr.message, ` (allowed: "stale_token")`, " (this route takes no fields)")
+		return aerr
+	}
+	return nil
+}
+
+// classify chooses the answer to an error of the refresher.
+func classify(err error) *apiError {
+	var (
+		refused *refresh.RefusedError
+		failed  *refresh.FailedError
+		we      *wechat.Error
+	)
+	switch {
+	case errors.Is(err, refresh.ErrUnknownApp):
+		return &apiError{status: http.StatusNotFound, code: "unknown_app", message: "no such app is registered (or it is disabled)"}
+	case errors.As(err, &refused):
+		a := &apiError{status: http.StatusTooManyRequests, code: "refresh_refused", errcode: refused.ErrCode, retryAfter: refused.RetryAfter, cause: err}
+		switch refused.Reason {
+		case refresh.ReasonDailyBudget:
+			a.message = "the app's daily budget of WeChat token calls is used up; keep using the current token"
+		case refresh.ReasonMinInterval:
+			a.message = "an on-demand refresh happened moments ago; keep using the current token"
+		default:
+			a.message = "WeChat refused recently, so calls are paused; keep using the current token"
+		}
+		if refused.Current.Token != "" {
+			cur := refused.Current
+			a.current = &cur
+		}
+		return a
+	case errors.As(err, &failed):
+		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: failed.ErrCode, cause: err,
+			message: "the refresh in progress failed at WeChat: " + failed.Message}
+	case errors.As(err, &we):
+		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: we.Code, cause: err,
+			message: "WeChat refused the token request: " + we.Error()}
+	case errors.Is(err, refresh.ErrLockTimeout), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: "refresh_in_progress", retryAfter: time.Second, cause: err,
+			message: "another refresh of this app is in progress and did not finish in time; retry shortly"}
+	case wechat.Classify(err) == wechat.ClassRetryable:
+		return &apiError{status: http.StatusBadGateway, code: "wechat_unavailable", cause: err, retryAfter: 5 * time.Second,
+			message: "WeChat could not be reached or answered badly; the last good token stays published"}
+	}
+	return &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error", cause: err}
+}
+
+// tokenJSON is the 200 answer and, with Error, the 429 one.
+type tokenJSON struct {
+	Error       *errorJSON `json:"error,omitempty"`
+	App         string     `json:"app,omitempty"`
+	AccessToken string     `json:"access_token,omitempty"`
+	Version     int64      `json:"version,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	Refreshed   bool       `json:"refreshed"`
+}
+
+type errorJSON struct {
+	Code          string `json:"code"`
+	Message       string `json:"message"`
+	WeChatErrcode int    `json:"wechat_errcode,omitempty"`
+}
+
+func tokenBody(r refresh.Result) tokenJSON {
+	t := tokenJSON{App: r.App, AccessToken: r.Token, Version: r.Version, Refreshed: r.Refreshed}
+	if !r.ExpiresAt.IsZero() {
+		at := r.ExpiresAt.UTC()
+		t.ExpiresAt = &at
+	}
+	return t
+}
+
+func writeError(w http.ResponseWriter, a *apiError) {
+	if a.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(a.retryAfter.Seconds())), 10))
+	}
+	e := &errorJSON{Code: a.code, Message: a.message, WeChatErrcode: a.errcode}
+	if a.current != nil {
+		t := tokenBody(*a.current)
+		t.Error = e
+		writeJSON(w, a.status, t)
+		return
+	}
+	writeJSON(w, a.status, struct {
+		Error *errorJSON `json:"error"`
+	}{e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// statusJSON is the status answer.
+type statusJSON struct {
+	App         string `json:"app"`
+	AppID       string `json:"appid"`
+	Kind        string `json:"kind"`
+	Mode        string `json:"mode"`
+	Disabled    bool   `json:"disabled"`
+	Version     int64  `json:"version"`
+	Published   bool   `json:"published"`
+	Generation  int64  `json:"generation"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// IssuedAt is when WeChat issued the committed token.
+	IssuedAt  *time.Time `json:"issued_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	// ExpiresIn is the remaining life in seconds at the time of the answer.
+	ExpiresIn      *int64     `json:"expires_in"`
+	CallsToday     int        `json:"calls_today"`
+	CallsDay       string     `json:"calls_day"`
+	DailyBudget    int        `json:"daily_budget"`
+	LastError      *lastError `json:"last_error"`
+	BlockedUntil   *time.Time `json:"blocked_until,omitempty"`
+	LastOnDemandAt *time.Time `json:"last_on_demand_at,omitempty"`
+	DriftCount     int        `json:"drift_count"`
+	LastDriftAt    *time.Time `json:"last_drift_at,omitempty"`
+	RefreshingTill *time.Time `json:"refresh_in_progress_until,omitempty"`
+}
+
+type lastError struct {
+	Message       string     `json:"message"`
+	WeChatErrcode int        `json:"wechat_errcode,omitempty"`
+	Class         string     `json:"class,omitempty"`
+	At            *time.Time `json:"at"`
+}
+
+func ts(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func statusBody(s refresh.Status, now time.Time) statusJSON {
+	out := statusJSON{
+		App: s.App, AppID: s.AppID, Kind: s.Kind, Mode: s.Mode, Disabled: s.Disabled,
+		Version: s.Version, Published: s.Published, Generation: s.Generation, Fingerprint: s.Fingerprint,
+		IssuedAt: ts(s.FetchedAt), ExpiresAt: ts(s.ExpiresAt),
+		CallsToday: s.CallsToday, CallsDay: s.CallsDay, DailyBudget: s.DailyBudget,
+		BlockedUntil: ts(s.BlockedUntil), LastOnDemandAt: ts(s.LastOnDemandAt),
+		DriftCount: s.DriftCount, LastDriftAt: ts(s.LastDriftAt), RefreshingTill: ts(s.LeaseUntil),
+	}
+	if !s.ExpiresAt.IsZero() {
+		left := int64(s.ExpiresAt.Sub(now).Seconds())
+		out.ExpiresIn = &left
+	}
+	if s.LastError != "" {
+		out.LastError = &lastError{Message: s.LastError, WeChatErrcode: s.LastErrCode, Class: s.ErrorClass, At: ts(s.LastErrorAt)}
+	}
+	return out
+}

@@ -1,0 +1,200 @@
+// Package schedule is the scheduled function's handler: on every EventBridge
+// tick it refreshes the apps that are due, logs one line per app that did
+// something, records each app's remaining token life as a metric, and fails
+// the invocation (so that Lambda's Errors metric and the alarm on it fire)
+// only when something needs a person: a configuration error WeChat reported
+// (a secret, the IP whitelist, a frozen app...), a used-up quota or budget, a
+// malformed registration, or a token about to expire that could not be
+// refreshed. Transient failures are retried by the next run, minutes before
+// they matter, and do not fail the invocation.
+package schedule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
+)
+
+// DefaultNearExpiry is how close to expiry a failing app needs a person.
+const DefaultNearExpiry = 10 * time.Minute
+
+// Refresher is what the schedule needs of the refresher.
+type Refresher interface {
+	RefreshDue(ctx context.Context) (refresh.Report, error)
+}
+
+// Metrics is what the schedule records.
+type Metrics interface {
+	RemainingLife(app string, left time.Duration)
+	NeedingAttention(n int)
+}
+
+// Handler handles scheduled events. Set Refresher; the rest is optional.
+type Handler struct {
+	Refresher Refresher
+	Metrics   Metrics      // nil: none
+	Logger    *slog.Logger // nil: discard
+	Now       func() time.Time
+	// NearExpiry: a failing app whose token expires within this needs a
+	// person. Zero means DefaultNearExpiry.
+	NearExpiry time.Duration
+}
+
+// Summary is the invocation's answer: counts by outcome and the apps that
+// need a person.
+type Summary struct {
+	Apps           int            `json:"apps"`
+	Counts         map[string]int `json:"counts"`
+	NeedsAttention []Attention    `json:"needs_attention"`
+	ElapsedMS      int64          `json:"elapsed_ms"`
+}
+
+// Attention is an app that needs a person, and why.
+type Attention struct {
+	App    string `json:"app"`
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+}
+
+// event is the part of an EventBridge scheduled event that is logged. Any
+// JSON object is accepted, so that an operator can run the function by hand
+// with {}.
+type event struct {
+	ID         string `json:"id"`
+	DetailType string `json:"detail-type"`
+	Source     string `json:"source"`
+	Time       string `json:"time"`
+}
+
+// Handle runs one scheduled refresh. It returns an error when the event is
+// not a JSON object, when the apps cannot be listed, and when an app needs a
+// person (see the package comment).
+func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, error) {
+	log := h.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var ev event
+	trimmed := strings.TrimSpace(string(raw))
+	if !strings.HasPrefix(trimmed, "{") || json.Unmarshal(raw, &ev) != nil {
+		return Summary{}, errors.New("schedule: the event is not a JSON object (expected an EventBridge scheduled event, or {} to run by hand)")
+	}
+	log = log.With("event_id", ev.ID)
+	if ev.DetailType != "" && ev.DetailType != "Scheduled Event" {
+		log.WarnContext(ctx, "unexpected event type; running the scheduled refresh anyway", "detail_type", ev.DetailType, "source", ev.Source)
+	}
+
+	rep, err := h.Refresher.RefreshDue(ctx)
+	if err != nil {
+		log.ErrorContext(ctx, "scheduled run failed: could not list apps", "error", err.Error())
+		return Summary{}, fmt.Errorf("schedule: %w", err)
+	}
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	near := h.NearExpiry
+	if near <= 0 {
+		near = DefaultNearExpiry
+	}
+	sum := Summary{Apps: rep.Apps, Counts: map[string]int{}, NeedsAttention: []Attention{}, ElapsedMS: rep.Elapsed.Milliseconds()}
+	for _, o := range rep.Outcomes {
+		sum.Counts[o.Status]++
+		if h.Metrics != nil && o.App != "" && !o.ExpiresAt.IsZero() {
+			h.Metrics.RemainingLife(o.App, o.ExpiresAt.Sub(now))
+		}
+		reason, needs := attention(o, now, near)
+		if needs {
+			sum.NeedsAttention = append(sum.NeedsAttention, Attention{App: o.App, Status: o.Status, Reason: reason})
+		}
+		attrs := []any{"app", o.App, "status", o.Status}
+		if !o.ExpiresAt.IsZero() {
+			attrs = append(attrs, "expires_at", o.ExpiresAt, "expires_in_s", int64(o.ExpiresAt.Sub(now).Seconds()))
+		}
+		if o.Err != nil {
+			attrs = append(attrs, "error", o.Err.Error())
+		}
+		switch {
+		case needs:
+			log.ErrorContext(ctx, "app needs attention: "+reason, attrs...)
+		case o.Status == "failed" || o.Status == "refused" || o.Status == "deferred":
+			log.WarnContext(ctx, "app not refreshed; the next run retries", attrs...)
+		case o.Status == "refreshed":
+			log.InfoContext(ctx, "app refreshed", append(attrs, "version", o.Result.Version)...)
+		}
+	}
+	if h.Metrics != nil {
+		h.Metrics.NeedingAttention(len(sum.NeedsAttention))
+	}
+	log.InfoContext(ctx, "scheduled run done", "apps", rep.Apps, "counts", sum.Counts,
+		"needs_attention", len(sum.NeedsAttention), "elapsed_ms", sum.ElapsedMS)
+	if len(sum.NeedsAttention) > 0 {
+		return sum, attentionError(sum.NeedsAttention)
+	}
+	return sum, nil
+}
+
+// attention decides whether an outcome needs a person.
+func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bool) {
+	expiring := o.ExpiresAt.IsZero() || o.ExpiresAt.Sub(now) < near
+	switch o.Status {
+	case "invalid":
+		return "the app's registration is malformed: " + errString(o.Err), true
+	case "refused":
+		var r *refresh.RefusedError
+		if errors.As(o.Err, &r) {
+			switch {
+			case r.Reason == refresh.ReasonDailyBudget:
+				return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
+			case r.ErrCode == 45011: // minute quota: the next minute clears it
+			default:
+				return fmt.Sprintf("calls are paused after WeChat errcode %d; fix the cause (see the runbook)", r.ErrCode), true
+			}
+		}
+	case "failed":
+		switch wechat.Classify(o.Err) {
+		case wechat.ClassConfig, wechat.ClassDailyQuota, wechat.ClassProgramming:
+			reason := "WeChat refused: " + errString(o.Err)
+			if ip, ok := wechat.WhitelistIP(o.Err); ok {
+				reason += " (add " + ip + " to the app's IP whitelist)"
+			}
+			return reason, true
+		}
+		if expiring {
+			return "the token expires soon and the refresh failed: " + errString(o.Err), true
+		}
+	case "deferred", "busy":
+		if expiring && !o.ExpiresAt.IsZero() && o.ExpiresAt.Before(now) {
+			return "the token has expired and this run could not refresh it", true
+		}
+	}
+	return "", false
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+// attentionError lists the apps that need a person, a few by name.
+func attentionError(list []Attention) error {
+	const shown = 5
+	var parts []string
+	for i, a := range list {
+		if i == shown {
+			parts = append(parts, fmt.Sprintf("and %d more (see the logs)", len(list)-shown))
+			break
+		}
+		parts = append(parts, a.App+": "+a.Reason)
+	}
+	return fmt.Errorf("schedule: %d app(s) need attention: %s", len(list), strings.Join(parts, "; "))
+}
