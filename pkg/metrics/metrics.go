@@ -78,16 +78,33 @@ func (e *EMF) Put(sets [][]string, dims map[string]string, ms ...Metric) {
 		Dimensions [][]string `json:"Dimensions"`
 		Metrics    []def      `json:"Metrics"`
 	}
+	service := e.Service
+	if service == "" {
+		service = Namespace
+	}
+	// CloudWatch rejects an empty dimension value: a set with one is
+	// dropped, the Service series remains.
 	dimSets := make([][]string, 0, len(sets))
+sets:
 	for _, s := range sets {
+		for _, k := range s {
+			if dims[k] == "" {
+				continue sets
+			}
+		}
 		dimSets = append(dimSets, append([]string{"Service"}, s...))
+	}
+	if len(dimSets) == 0 {
+		dimSets = [][]string{{"Service"}}
 	}
 	d := directive{Namespace: Namespace, Dimensions: dimSets}
 	doc := map[string]any{}
 	for k, v := range dims {
-		doc[k] = v
+		if v != "" {
+			doc[k] = v
+		}
 	}
-	doc["Service"] = e.Service
+	doc["Service"] = service
 	for _, m := range ms {
 		d.Metrics = append(d.Metrics, def{Name: m.Name, Unit: m.Unit})
 		doc[m.Name] = m.Value

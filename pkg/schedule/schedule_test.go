@@ -1,0 +1,138 @@
+package schedule_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/schedule"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
+)
+
+var now = time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+
+type fakeRefresher struct {
+	rep refresh.Report
+	err error
+}
+
+func (f fakeRefresher) RefreshDue(context.Context) (refresh.Report, error) { return f.rep, f.err }
+
+type fakeMetrics struct {
+	life      map[string]time.Duration
+	attention int
+}
+
+func (m *fakeMetrics) RemainingLife(app string, left time.Duration) { m.life[app] = left }
+func (m *fakeMetrics) NeedingAttention(n int)                       { m.attention = n }
+
+func wechatErr(code int, msg string) error {
+	return fmt.Errorf("refresh: shop: %w", &wechat.Error{Op: wechat.OpStableToken, Code: code, Msg: msg})
+}
+
+func TestNeedsAPerson(t *testing.T) {
+	later := now.Add(time.Hour)
+	soon := now.Add(5 * time.Minute)
+	tests := []struct {
+		name    string
+		outcome refresh.Outcome
+		want    string // substring of the error; "" for no error
+	}{
+		{"refreshed", refresh.Outcome{App: "shop", Status: "refreshed", ExpiresAt: later}, ""},
+		{"not due", refresh.Outcome{App: "shop", Status: "not_due", ExpiresAt: later}, ""},
+		{"busy", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: later}, ""},
+		{"transient failure with time left", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later,
+			Err: fmt.Errorf("refresh: shop: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("timeout")})}, ""},
+		{"transient failure near expiry", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: soon,
+			Err: wechatErr(-1, "system error")}, "expires soon"},
+		{"transient failure of a first fetch", refresh.Outcome{App: "shop", Status: "failed", Err: wechatErr(-1, "system error")}, "expires soon"},
+		{"whitelist", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later,
+			Err: wechatErr(40164, "invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in whitelist rid: 1")}, "add 203.0.113.9 to the app's IP whitelist"},
+		{"bad secret", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later, Err: wechatErr(40125, "invalid appsecret")}, "40125"},
+		{"daily quota", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later, Err: wechatErr(45009, "reach max api daily quota limit")}, "45009"},
+		{"budget used up", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonDailyBudget, RetryAfter: time.Hour}}, "daily budget"},
+		{"paused after a configuration error", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40164}}, "errcode 40164"},
+		{"minute quota clears itself", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011}}, ""},
+		{"malformed registration", refresh.Outcome{App: "shop", Status: "invalid",
+			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is malformed"},
+		{"deferred with time left", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: later}, ""},
+		{"deferred and expired", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: now.Add(-time.Minute)}, "has expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &fakeMetrics{life: map[string]time.Duration{}}
+			var logs bytes.Buffer
+			h := &schedule.Handler{
+				Refresher: fakeRefresher{rep: refresh.Report{Apps: 1, Outcomes: []refresh.Outcome{tt.outcome}}},
+				Metrics:   m, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return now },
+			}
+			sum, err := h.Handle(context.Background(), []byte(`{"id":"e1","detail-type":"Scheduled Event","source":"aws.events"}`))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want one mentioning %q", err, tt.want)
+			}
+			wantN := 0
+			if tt.want != "" {
+				wantN = 1
+			}
+			if len(sum.NeedsAttention) != wantN || m.attention != wantN {
+				t.Errorf("needs attention %v (metric %d), want %d", sum.NeedsAttention, m.attention, wantN)
+			}
+			if sum.Counts[tt.outcome.Status] != 1 {
+				t.Errorf("counts %v", sum.Counts)
+			}
+			if !tt.outcome.ExpiresAt.IsZero() && m.life["shop"] != tt.outcome.ExpiresAt.Sub(now) {
+				t.Errorf("remaining life metric %v, want %v", m.life["shop"], tt.outcome.ExpiresAt.Sub(now))
+			}
+			if !strings.Contains(logs.String(), `"msg":"scheduled run done"`) {
+				t.Errorf("no summary line:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func TestErrorNamesAFewApps(t *testing.T) {
+	var outs []refresh.Outcome
+	for i := range 8 {
+		outs = append(outs, refresh.Outcome{App: fmt.Sprintf("app%d", i), Status: "failed", Err: wechatErr(40013, "invalid appid")})
+	}
+	h := &schedule.Handler{Refresher: fakeRefresher{rep: refresh.Report{Apps: 8, Outcomes: outs}}}
+	_, err := h.Handle(context.Background(), []byte(`{}`))
+	if err == nil || !strings.Contains(err.Error(), "8 app(s) need attention") || !strings.Contains(err.Error(), "and 3 more") ||
+		strings.Contains(err.Error(), "app7") {
+		t.Errorf("error %v: want the count, five names and 'and 3 more'", err)
+	}
+}
+
+func TestBadEventsAndListing(t *testing.T) {
+	ok := fakeRefresher{rep: refresh.Report{}}
+	for _, ev := range []string{`[]`, `"x"`, `null`, `42`} {
+		if _, err := (&schedule.Handler{Refresher: ok}).Handle(context.Background(), []byte(ev)); err == nil {
+			t.Errorf("event %s: no error", ev)
+		}
+	}
+	broken := fakeRefresher{err: errors.New("registry: scan wxtoken: throttled")}
+	if _, err := (&schedule.Handler{Refresher: broken}).Handle(context.Background(), []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "throttled") {
+		t.Errorf("listing failure: %v", err)
+	}
+	var logs bytes.Buffer
+	h := &schedule.Handler{Refresher: ok, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+	if _, err := h.Handle(context.Background(), []byte(`{"detail-type":"Parameter Store Change","source":"aws.ssm"}`)); err != nil {
+		t.Errorf("another event type: %v", err)
+	}
+	if !strings.Contains(logs.String(), "unexpected event type") {
+		t.Errorf("no warning for an unexpected event type:\n%s", logs.String())
+	}
+}
