@@ -360,9 +360,12 @@ func classify(err error) *apiError {
 	case errors.As(err, &we):
 		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: we.Code, cause: err,
 			message: "WeChat refused the token request: " + we.Error()}
-	case errors.Is(err, refresh.ErrLockTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, refresh.ErrLockTimeout):
 		return &apiError{status: http.StatusServiceUnavailable, code: "refresh_in_progress", retryAfter: time.Second, cause: err,
 			message: "another refresh of this app is in progress and did not finish in time; retry shortly"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: "timeout", retryAfter: time.Second, cause: err,
+			message: "the refresh did not finish in time; the last good token stays published; retry shortly"}
 	case wechat.Classify(err) == wechat.ClassRetryable:
 		return &apiError{status: http.StatusBadGateway, code: "wechat_unavailable", cause: err, retryAfter: 5 * time.Second,
 			message: "WeChat could not be reached or answered badly; the last good token stays published"}

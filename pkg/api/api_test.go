@@ -277,7 +277,7 @@ func TestErrors(t *testing.T) {
 		{"waited for a failed refresh", &refresh.FailedError{App: "demo", ErrCode: 40013, Message: "invalid appid"}, 502, "wechat_error", 40013, "", false},
 		{"wechat unreachable", fmt.Errorf("refresh: demo: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("connection refused")}), 502, "wechat_unavailable", 0, "5", false},
 		{"lock timeout", fmt.Errorf("%w (app demo)", refresh.ErrLockTimeout), 503, "refresh_in_progress", 0, "1", false},
-		{"deadline", fmt.Errorf("refresh: demo: %w", context.DeadlineExceeded), 503, "refresh_in_progress", 0, "1", false},
+		{"deadline", fmt.Errorf("refresh: demo: %w", context.DeadlineExceeded), 503, "timeout", 0, "1", false},
 		{"anything else", errors.New("dynamodb: ProvisionedThroughputExceeded: table wxtoken-StateTable"), 500, "internal", 0, "", false},
 	}
 	for _, tt := range tests {
