@@ -19,7 +19,13 @@ VENV    := $(CACHE)/venv
 DDB_DIR := $(CACHE)/dynamodb-local
 M2_REPO ?= $(CACHE)/m2
 SAM     := $(VENV)/bin/sam
+CFNLINT := $(VENV)/bin/cfn-lint
+VPYTHON := $(VENV)/bin/python
 REGION  ?= us-east-1
+# The template must also hold in AWS China (partition aws-cn); lint it there too.
+CHINA_REGION ?= cn-north-1
+# Plain CloudFormation stacks beside the SAM application (infra/egress-vpc.yaml).
+INFRA_TEMPLATES := $(wildcard infra/*.yaml)
 
 # SAM CLI: no telemetry (and no network call for it), no update check.
 export SAM_CLI_TELEMETRY := 0
@@ -97,13 +103,21 @@ lint: ## gofmt check, go vet, staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: test
-test: testbed-install lint ## the whole suite: lint, Go tests against the test bed, sam validate --lint, sam build
+test: testbed-install lint ## the whole suite: lint, Go tests against the test bed, template checks, sam build
 	$(TESTBED) -- $(GO) test -race -count=1 -v ./...
 	$(MAKE) sam-check
 
 .PHONY: sam-check
-sam-check: $(VENV)/.installed build
+# Template checks: sam validate --lint (cfn-lint) in a global and a China
+# region, cfn-lint on infra/*.yaml in both, the invariants lint cannot see
+# (infra/local/check_template.py) and its self-test, which proves on broken
+# copies that those checks can fail. Then sam build == make build.
+sam-check: $(VENV)/.installed build ## template checks (global and China) and sam build == make build
 	$(SAM) validate --lint --region $(REGION)
+	$(SAM) validate --lint --region $(CHINA_REGION)
+	$(CFNLINT) --regions $(REGION) $(CHINA_REGION) -- $(INFRA_TEMPLATES)
+	$(VPYTHON) infra/local/check_template.py template.yaml --extra $(INFRA_TEMPLATES)
+	$(VPYTHON) infra/local/check_template.py --self-test template.yaml
 	$(SAM) build
 	@for pair in ScheduledRefreshFunction:scheduled-refresh RefreshApiFunction:refresh-api; do \
 		id=$${pair%%:*}; fn=$${pair#*:}; \
