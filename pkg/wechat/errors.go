@@ -30,6 +30,11 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("wechat: %s: errcode %d: %s", e.Op, e.Code, e.Msg)
 }
 
+// ErrCode returns WeChat's errcode, so that code outside this package (the
+// consumer package's Do, for one) can read it through errors.As with a small
+// interface.
+func (e *Error) ErrCode() int { return e.Code }
+
 // IP returns the caller IP that WeChat quoted in a whitelist error (40164,
 // 61004, 60020), or "" when the message quotes none.
 func (e *Error) IP() string {
