@@ -23,6 +23,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
@@ -79,13 +80,13 @@ func newStack(t *testing.T) *stack {
 }
 
 // published returns the token in SSM and its Version.
-func (s *stack) published() (string, int64) {
-	s.t.Helper()
+func (s *stack) published(t *testing.T) (string, int64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tok, v, err := s.store.Get(ctx, "demo")
 	if err != nil {
-		s.t.Fatalf("read the published token: %v", err)
+		t.Fatalf("read the published token: %v", err)
 	}
 	return tok, v
 }
@@ -96,7 +97,7 @@ func (s *stack) noSecrets(name, output string) {
 	s.t.Helper()
 	for _, v := range append(s.sb.Issued(), secret) {
 		if strings.Contains(output, v) {
-			s.t.Errorf("%s's output holds a token or the secret (fingerprint of the value: %.12s...)", name, v[len(v)/2:])
+			s.t.Errorf("%s's output holds a token or the secret (fingerprint %s)", name, wechat.Fingerprint(v))
 		}
 	}
 }
@@ -110,9 +111,16 @@ func event(t *testing.T, name string) []byte {
 	return b
 }
 
-func invoke(t *testing.T, rt *lambdatest.Runtime, proc *lambdatest.Process, payload []byte) lambdatest.Result {
+// Function timeouts of template.yaml (infra/local/check_template.py keeps
+// them under the 60 s lease): invocations here get the same deadlines.
+const (
+	scheduledTimeout = 50 * time.Second
+	apiTimeout       = 25 * time.Second
+)
+
+func invoke(t *testing.T, rt *lambdatest.Runtime, proc *lambdatest.Process, payload []byte, timeout time.Duration) lambdatest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := rt.Invoke(ctx, payload)
 	if err != nil {
@@ -143,7 +151,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Run("schedule publishes a token", func(t *testing.T) {
 		used["schedule.json"] = true
-		res := invoke(t, rt, sched, event(t, "schedule.json"))
+		res := invoke(t, rt, sched, event(t, "schedule.json"), scheduledTimeout)
 		if res.Error != nil {
 			t.Fatalf("function error: %v\n%s", res.Error, sched.Output())
 		}
@@ -153,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 		if summary.Apps != 1 || summary.Counts["refreshed"] != 1 || len(summary.NeedsAttention) != 0 {
 			t.Errorf("summary %s, want one app refreshed and none needing attention", res.Payload)
 		}
-		tok, v := s.published()
+		tok, v := s.published(t)
 		if v != 1 || s.sb.Check(tok) != 0 {
 			t.Errorf("published version %d, sandbox check errcode %d; want version 1 and a token WeChat accepts", v, s.sb.Check(tok))
 		}
@@ -166,7 +174,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("a second run finds nothing due", func(t *testing.T) {
 		used["schedule-manual.json"] = true
-		res := invoke(t, rt, sched, event(t, "schedule-manual.json"))
+		res := invoke(t, rt, sched, event(t, "schedule-manual.json"), scheduledTimeout)
 		if res.Error != nil {
 			t.Fatalf("function error: %v", res.Error)
 		}
@@ -179,11 +187,11 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("a malformed schedule event is an error, not a crash", func(t *testing.T) {
 		used["schedule-malformed.json"] = true
-		res := invoke(t, rt, sched, event(t, "schedule-malformed.json"))
+		res := invoke(t, rt, sched, event(t, "schedule-malformed.json"), scheduledTimeout)
 		if res.Error == nil || !strings.Contains(res.Error.Message, "not a JSON object") {
 			t.Errorf("result %+v, want a function error saying the event is not an object", res)
 		}
-		res = invoke(t, rt, sched, event(t, "schedule-manual.json"))
+		res = invoke(t, rt, sched, event(t, "schedule-manual.json"), scheduledTimeout)
 		if res.Error != nil {
 			t.Errorf("the process did not survive: %v", res.Error)
 		}
@@ -193,37 +201,46 @@ func TestEndToEnd(t *testing.T) {
 	art := lambdatest.NewRuntime()
 	t.Cleanup(art.Close)
 	apiProc := art.Start(t, apiBin, s.env...)
-	first, _ := s.published()
+	first, _ := s.published(t)
 	steps := []struct {
 		file   string
 		status int
-		check  func(t *testing.T, body map[string]any)
+		check  func(t *testing.T, body map[string]any, headers map[string]string)
 	}{
-		{"api-refresh.json", 200, func(t *testing.T, body map[string]any) {
+		{"api-refresh.json", 200, func(t *testing.T, body map[string]any, _ map[string]string) {
 			// The sample's stale token is not the published one: no WeChat call.
 			if body["access_token"] != first || body["refreshed"] != true || body["version"] != float64(1) {
 				t.Errorf("body %v, want the published token, version 1, refreshed", body)
 			}
 		}},
-		{"api-refresh-base64.json", 200, func(t *testing.T, body map[string]any) {
+		{"api-refresh-base64.json", 200, func(t *testing.T, body map[string]any, _ map[string]string) {
 			if body["access_token"] != first {
 				t.Errorf("body %v, want the published token", body)
 			}
 		}},
-		{"api-refresh-no-body.json", 200, func(t *testing.T, body map[string]any) {
+		{"api-refresh-no-body.json", 200, func(t *testing.T, body map[string]any, _ map[string]string) {
 			if body["access_token"] != first || body["refreshed"] != false || body["expires_at"] == nil {
 				t.Errorf("body %v, want the published token, not refreshed, with its expiry", body)
 			}
 		}},
-		{"api-status.json", 200, func(t *testing.T, body map[string]any) {
+		{"api-status.json", 200, func(t *testing.T, body map[string]any, _ map[string]string) {
 			if body["published"] != true || body["version"] != float64(1) || body["generation"] != float64(1) || body["access_token"] != nil {
 				t.Errorf("status %v, want published version 1, generation 1, no token", body)
 			}
 		}},
-		{"api-force-refresh.json", 200, func(t *testing.T, body map[string]any) {
-			tok, v := s.published()
+		{"api-force-refresh.json", 200, func(t *testing.T, body map[string]any, _ map[string]string) {
+			tok, v := s.published(t)
 			if body["access_token"] != tok || tok == first || v != 2 || s.sb.Check(tok) != 0 {
 				t.Errorf("force-refresh answered version %v; SSM holds version %d; want a new token, version 2, published and valid", body["version"], v)
+			}
+		}},
+		{"api-force-refresh.json", 429, func(t *testing.T, body map[string]any, headers map[string]string) {
+			// A second force inside the app's minimum interval (60 s by
+			// default) is refused, with the current token and Retry-After.
+			tok, _ := s.published(t)
+			e, _ := body["error"].(map[string]any)
+			if e["code"] != "refresh_refused" || body["access_token"] != tok || headers["Retry-After"] == "" {
+				t.Errorf("answer %v (Retry-After %q), want refresh_refused with the current token and Retry-After", e, headers["Retry-After"])
 			}
 		}},
 		{"api-refresh-malformed-json.json", 400, nil},
@@ -239,7 +256,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.file, func(t *testing.T) {
 			used[st.file] = true
-			res := invoke(t, art, apiProc, event(t, st.file))
+			res := invoke(t, art, apiProc, event(t, st.file), apiTimeout)
 			if res.Error != nil {
 				t.Fatalf("function error %v (the API answers every request)\n%s", res.Error, apiProc.Output())
 			}
@@ -255,13 +272,18 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", ans.StatusCode, st.status, ans.Body)
 			}
 			if st.check != nil {
-				st.check(t, body)
+				st.check(t, body, ans.Headers)
 			}
 		})
 	}
 	if n := s.sb.TokenCalls(appID); n != 2 {
 		t.Errorf("WeChat token calls = %d, want 2 (the schedule's and the forced one)", n)
 	}
+	t.Run("the audit log names the IAM caller", func(t *testing.T) {
+		if !strings.Contains(apiProc.Output(), `"arn":"arn:aws:sts::123456789012:assumed-role/shop-backend/i-0123456789abcdef0"`) {
+			t.Errorf("no audit line with the caller's ARN:\n%s", apiProc.Output())
+		}
+	})
 
 	t.Run("every sample event is exercised", func(t *testing.T) {
 		files, _ := filepath.Glob("../events/*.json")

@@ -23,5 +23,5 @@ func main() {
 	if err != nil {
 		config.Fail(err)
 	}
-	lambda.Start(api.New(deps.Refresher, deps.Logger))
+	lambda.Start(api.New(deps.Refresher, deps.Logger).WithMetrics(deps.Metrics))
 }

@@ -28,6 +28,8 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,11 +53,23 @@ type Refresher interface {
 	Status(ctx context.Context, app string) (refresh.Status, error)
 }
 
+// Metrics records the API's answers; metrics.EMF implements it.
+type Metrics interface {
+	Response(route string, status int)
+}
+
 // Handler serves the API. Create it with New.
 type Handler struct {
 	refresher Refresher
 	logger    *slog.Logger
+	metrics   Metrics
 	now       func() time.Time
+}
+
+// WithMetrics makes h record every answer's status in m and returns h.
+func (h *Handler) WithMetrics(m Metrics) *Handler {
+	h.metrics = m
+	return h
 }
 
 // New returns a Handler answering from r and writing one audit line per
@@ -96,13 +110,22 @@ type route struct {
 	action string // "refresh", "force-refresh" or "" (status)
 }
 
-// parse maps a path to a route; ok is false for a path that is no route.
-func parse(path string) (route, bool) {
-	rest, found := strings.CutPrefix(path, "/v1/apps/")
+// parse maps an escaped path to a route; ok is false for a path that is no
+// route. Segments are unescaped one by one, so an escaped "/" stays inside
+// its segment (and makes an invalid app name) instead of splitting it.
+func parse(escaped string) (route, bool) {
+	rest, found := strings.CutPrefix(escaped, "/v1/apps/")
 	if !found {
 		return route{}, false
 	}
 	parts := strings.Split(rest, "/")
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return route{}, false
+		}
+		parts[i] = u
+	}
 	switch {
 	case len(parts) == 1 && parts[0] != "":
 		return route{app: parts[0]}, true
@@ -130,7 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		caller = Caller{SourceIP: req.RemoteAddr, UserAgent: req.UserAgent()}
 	}
-	rt, matched := parse(req.URL.Path)
+	rt, matched := parse(req.URL.EscapedPath())
 	var (
 		res    refresh.Result
 		status refresh.Status
@@ -187,11 +210,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, code, tokenBody(res))
 	}
 
+	// The path and app name are logged only once validated: a confused
+	// client could put a token in the path.
+	path, app := "(rejected)", "(invalid)"
+	if matched && registry.ValidName(rt.app) {
+		path, app = req.URL.Path, rt.app
+	} else if !matched {
+		app = ""
+	}
 	attrs := []any{
-		"event", "request", "method", req.Method, "path", req.URL.Path, "route", kind, "app", rt.app, "status", code,
+		"event", "request", "method", bounded(req.Method), "path", path, "route", kind, "app", app, "status", code,
 		"duration_ms", h.now().Sub(started).Milliseconds(),
 		slog.Group("caller", "arn", caller.ARN, "account", caller.AccountID, "source_ip", caller.SourceIP,
-			"user_agent", caller.UserAgent, "request_id", caller.RequestID),
+			"user_agent", bounded(caller.UserAgent), "request_id", caller.RequestID),
 	}
 	if aerr == nil && kind != "status" {
 		attrs = append(attrs, "version", res.Version, "fingerprint", wechat.Fingerprint(res.Token), "refreshed", res.Refreshed)
@@ -213,6 +244,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	h.logger.Log(req.Context(), level, "request", attrs...)
+	if h.metrics != nil {
+		h.metrics.Response(kind, code)
+	}
+}
+
+// bounded cuts a caller-supplied string for the log.
+func bounded(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
 }
 
 func methodAllowed(rt route, m string) bool {
@@ -254,42 +296,69 @@ func readBody(w http.ResponseWriter, req *http.Request) ([]byte, *apiError) {
 	return body, nil
 }
 
-// strict decodes body into v: one JSON object, no unknown fields, nothing
-// after it.
-func strict(body []byte, v any) *apiError {
+// object decodes body as one JSON object whose keys are among allowed
+// (exactly, case-sensitively, each at most once) and whose values are
+// strings, and returns them. Nothing may follow the object.
+func object(body []byte, allowed ...string) (map[string]string, *apiError) {
+	bad := func(msg string) (map[string]string, *apiError) {
+		return nil, &apiError{status: http.StatusBadRequest, code: "malformed_body", message: msg}
+	}
+	fields := `this route takes no fields`
+	if len(allowed) > 0 {
+		fields = `allowed: "` + strings.Join(allowed, `", "`) + `"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body must be a JSON object: " + describe(err)}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return bad("the body must be a JSON object: " + describe(err))
+	}
+	out := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bad("the body must be a JSON object: " + describe(err))
+		}
+		key, _ := tok.(string)
+		if !slices.Contains(allowed, key) {
+			return bad("unknown field " + quoteBounded(key) + " (" + fields + ")")
+		}
+		if _, dup := out[key]; dup {
+			return bad("field " + quoteBounded(key) + " appears twice")
+		}
+		var v *string
+		if err := dec.Decode(&v); err != nil || v == nil {
+			return bad("field " + quoteBounded(key) + " must be a string")
+		}
+		out[key] = *v
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return bad("the body must be a JSON object: " + describe(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body must hold one JSON object and nothing after it"}
+		return bad("the body must hold one JSON object and nothing after it")
 	}
-	return nil
+	return out, nil
+}
+
+// quoteBounded quotes a caller's field name, cut to 64 bytes (it is echoed
+// in the answer and must stay short).
+func quoteBounded(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // describe explains a decoding error without echoing the body (which may
 // hold a token).
 func describe(err error) string {
 	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
 	switch {
+	case err == nil:
+		return "found another JSON value"
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %q must be a %s", typ.Field, typ.Type)
-		}
-		return "expected an object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "unexpected end of the body"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// The field name is the caller's, quoted by encoding/json; bound it.
-		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		if len(name) > 66 {
-			name = name[:64] + `…"`
-		}
-		return "unknown field " + name + ` (allowed: "stale_token")`
 	}
 	return "invalid JSON"
 }
@@ -300,19 +369,15 @@ func decodeRefresh(w http.ResponseWriter, req *http.Request) (string, *apiError)
 	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
 		return "", aerr
 	}
-	var in struct {
-		StaleToken *string `json:"stale_token"`
-	}
-	if aerr := strict(body, &in); aerr != nil {
+	in, aerr := object(body, "stale_token")
+	if aerr != nil {
 		return "", aerr
 	}
-	if in.StaleToken == nil {
-		return "", nil
-	}
-	if len(*in.StaleToken) > maxTokenLen {
+	stale := in["stale_token"]
+	if len(stale) > maxTokenLen {
 		return "", &apiError{status: http.StatusBadRequest, code: "malformed_body", message: fmt.Sprintf("stale_token is over %d characters", maxTokenLen)}
 	}
-	return *in.StaleToken, nil
+	return stale, nil
 }
 
 // decodeEmpty accepts an empty body or {}.
@@ -321,12 +386,8 @@ func decodeEmpty(w http.ResponseWriter, req *http.Request) *apiError {
 	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
 		return aerr
 	}
-	var in struct{}
-	if aerr := strict(body, &in); aerr != nil {
-		aerr.message = strings.ReplaceAll(aerr.message, ` (allowed: "stale_token")`, " (this route takes no fields)")
-		return aerr
-	}
-	return nil
+	_, aerr = object(body)
+	return aerr
 }
 
 // classify chooses the answer to an error of the refresher.
@@ -354,9 +415,12 @@ func classify(err error) *apiError {
 			a.current = &cur
 		}
 		return a
-	case errors.As(err, &failed):
+	case errors.As(err, &failed) && failed.ErrCode != 0:
 		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: failed.ErrCode, cause: err,
-			message: "the refresh in progress failed at WeChat: " + failed.Message}
+			message: fmt.Sprintf("the refresh in progress failed: WeChat answered errcode %d", failed.ErrCode)}
+	case errors.As(err, &failed) && failed.Class == wechat.ClassRetryable.String():
+		return &apiError{status: http.StatusBadGateway, code: "wechat_unavailable", cause: err, retryAfter: 5 * time.Second,
+			message: "the refresh in progress could not reach WeChat; the last good token stays published"}
 	case errors.As(err, &we):
 		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: we.Code, cause: err,
 			message: "WeChat refused the token request: " + we.Error()}

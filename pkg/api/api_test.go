@@ -275,6 +275,8 @@ func TestErrors(t *testing.T) {
 		{"refused without a token", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonBlocked, RetryAfter: time.Minute, ErrCode: 45009}, 429, "refresh_refused", 45009, "60", false},
 		{"wechat refused", fmt.Errorf("refresh: demo: %w", &wechat.Error{Op: wechat.OpStableToken, Code: 40164, Msg: "invalid ip 203.0.113.9, not in whitelist"}), 502, "wechat_error", 40164, "", false},
 		{"waited for a failed refresh", &refresh.FailedError{App: "demo", ErrCode: 40013, Message: "invalid appid"}, 502, "wechat_error", 40013, "", false},
+		{"waited for a refresh that failed outside WeChat", &refresh.FailedError{App: "demo", Class: "other", Message: "publish failed: AccessDeniedException: arn:aws:iam::123456789012:role/x"}, 500, "internal", 0, "", false},
+		{"waited for a refresh that could not reach WeChat", &refresh.FailedError{App: "demo", Class: "retryable", Message: "wechat: token: connection refused"}, 502, "wechat_unavailable", 0, "5", false},
 		{"wechat unreachable", fmt.Errorf("refresh: demo: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("connection refused")}), 502, "wechat_unavailable", 0, "5", false},
 		{"lock timeout", fmt.Errorf("%w (app demo)", refresh.ErrLockTimeout), 503, "refresh_in_progress", 0, "1", false},
 		{"deadline", fmt.Errorf("refresh: demo: %w", context.DeadlineExceeded), 503, "timeout", 0, "1", false},
@@ -308,7 +310,7 @@ func TestErrors(t *testing.T) {
 			if has := body["access_token"] == liveToken; has != tt.withToken {
 				t.Errorf("current token in the answer: %v, want %v (%s)", has, tt.withToken, raw)
 			}
-			if tt.status == 500 && (strings.Contains(string(raw), "dynamodb") || strings.Contains(string(raw), "StateTable")) {
+			if tt.status == 500 && (strings.Contains(string(raw), "dynamodb") || strings.Contains(string(raw), "StateTable") || strings.Contains(string(raw), "arn:")) {
 				t.Errorf("500 answer leaks internals: %s", raw)
 			}
 			if tt.status >= 500 && !strings.Contains(logs.String(), `"error":`) {
@@ -334,7 +336,12 @@ func TestRequests(t *testing.T) {
 	}{
 		{"no body asks for the published token", "POST", "/v1/apps/demo/refresh", "", 200, "", `refresh demo stale=""`, ""},
 		{"empty object", "POST", "/v1/apps/demo/refresh", "{}", 200, "", `refresh demo stale=""`, ""},
-		{"null stale token", "POST", "/v1/apps/demo/refresh", `{"stale_token":null}`, 200, "", `refresh demo stale=""`, ""},
+		{"null stale token", "POST", "/v1/apps/demo/refresh", `{"stale_token":null}`, 400, "malformed_body", "", ""},
+		{"null body", "POST", "/v1/apps/demo/refresh", `null`, 400, "malformed_body", "", ""},
+		{"field name in another case", "POST", "/v1/apps/demo/refresh", `{"STALE_TOKEN":"abc"}`, 400, "malformed_body", "", ""},
+		{"duplicate field", "POST", "/v1/apps/demo/refresh", `{"stale_token":"a","stale_token":"b"}`, 400, "malformed_body", "", ""},
+		{"truncated object", "POST", "/v1/apps/demo/refresh", `{"stale_token":"a"`, 400, "malformed_body", "", ""},
+		{"force with a field", "POST", "/v1/apps/demo/force-refresh", `{"stale_token":"a"}`, 400, "malformed_body", "", ""},
 		{"whitespace around the object", "POST", "/v1/apps/demo/refresh", " \n{\"stale_token\":\"abc\"}\n ", 200, "", `refresh demo stale="abc"`, ""},
 		{"two objects", "POST", "/v1/apps/demo/refresh", `{"stale_token":"a"}{"stale_token":"b"}`, 400, "malformed_body", "", ""},
 		{"an array", "POST", "/v1/apps/demo/refresh", `["a"]`, 400, "malformed_body", "", ""},
@@ -347,7 +354,8 @@ func TestRequests(t *testing.T) {
 		{"unknown action", "POST", "/v1/apps/demo/rotate", "", 404, "not_found", "", ""},
 		{"trailing slash", "GET", "/v1/apps/demo/", "", 404, "not_found", "", ""},
 		{"upper-case app", "GET", "/v1/apps/Demo", "", 400, "invalid_app_name", "", ""},
-		{"escaped slash in app", "GET", "/v1/apps/de%2Fmo", "", 404, "not_found", "", ""},
+		{"escaped slash in app", "GET", "/v1/apps/de%2Fmo", "", 400, "invalid_app_name", "", ""},
+		{"escaped slash making a route", "POST", "/v1/apps/demo%2Frefresh", "", 405, "method_not_allowed", "", "GET, HEAD"},
 		{"app name too long", "GET", "/v1/apps/" + strings.Repeat("a", 64), "", 400, "invalid_app_name", "", ""},
 	}
 	for _, tt := range tests {
@@ -399,8 +407,37 @@ func TestLambdaRequestShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("named stage", func(t *testing.T) {
+	t.Run("the route API Gateway matched wins over the raw path", func(t *testing.T) {
 		e := ev
+		e.RawPath = "/something/else"
+		s := &stub{}
+		resp, _ := api.New(s, nil).Lambda(context.Background(), e)
+		if resp.StatusCode != 200 || len(s.Calls()) != 1 || s.Calls()[0] != "status demo" {
+			t.Errorf("status %d calls %q", resp.StatusCode, s.Calls())
+		}
+	})
+	t.Run("an app with a slash is one invalid segment", func(t *testing.T) {
+		e := ev
+		e.PathParameters = map[string]string{"app": "demo/refresh"}
+		s := &stub{}
+		resp, _ := api.New(s, nil).Lambda(context.Background(), e)
+		if resp.StatusCode != 400 || len(s.Calls()) != 0 {
+			t.Errorf("status %d calls %q, want 400 (invalid app name) and no call", resp.StatusCode, s.Calls())
+		}
+	})
+	t.Run("deadline headroom", func(t *testing.T) {
+		var got time.Time
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		defer cancel()
+		dl, _ := ctx.Deadline()
+		api.New(deadlineSpy{&got}, nil).Lambda(ctx, ev)
+		if got.IsZero() || dl.Sub(got) < api.Headroom {
+			t.Errorf("refresher deadline %v, Lambda's %v: want %v headroom", got, dl, api.Headroom)
+		}
+	})
+	t.Run("named stage without a route key", func(t *testing.T) {
+		e := ev
+		e.RouteKey = "$default"
 		e.RequestContext.Stage = "prod"
 		e.RawPath = "/prod/v1/apps/demo"
 		s := &stub{}
@@ -458,4 +495,66 @@ func TestLambdaRequestShapes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLogNeverHoldsAPathToken: a confused client that puts a token in the
+// path must not get it into the audit log.
+func TestLogNeverHoldsAPathToken(t *testing.T) {
+	var logs bytes.Buffer
+	srv := httptest.NewServer(api.New(&stub{}, slog.New(slog.NewJSONHandler(&logs, nil))))
+	defer srv.Close()
+	for _, p := range []string{"/v1/apps/" + liveToken, "/v1/apps/" + liveToken + "/refresh", "/v1/" + liveToken} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if strings.Contains(logs.String(), liveToken) {
+		t.Errorf("the audit log holds a token from the path:\n%s", logs.String())
+	}
+	if n := strings.Count(logs.String(), `"path":"(rejected)"`); n != 3 {
+		t.Errorf("%d rejected paths logged as such, want 3:\n%s", n, logs.String())
+	}
+}
+
+// TestResponsesAreMeasured: every answer reaches the metrics, 500s too.
+func TestResponsesAreMeasured(t *testing.T) {
+	m := &statusSpy{}
+	srv := httptest.NewServer(api.New(&stub{err: errors.New("boom")}, nil).WithMetrics(m))
+	defer srv.Close()
+	for _, p := range []string{"/v1/apps/demo", "/nope"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if fmt.Sprint(m.got) != "[status:500 :404]" {
+		t.Errorf("recorded %v, want [status:500 :404]", m.got)
+	}
+}
+
+type statusSpy struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *statusSpy) Response(route string, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, fmt.Sprintf("%s:%d", route, status))
+}
+
+type deadlineSpy struct{ got *time.Time }
+
+func (d deadlineSpy) Refresh(context.Context, string, string) (refresh.Result, error) {
+	return refresh.Result{}, nil
+}
+func (d deadlineSpy) ForceRefresh(context.Context, string) (refresh.Result, error) {
+	return refresh.Result{}, nil
+}
+func (d deadlineSpy) Status(ctx context.Context, _ string) (refresh.Status, error) {
+	*d.got, _ = ctx.Deadline()
+	return refresh.Status{App: "demo"}, nil
 }

@@ -5,12 +5,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 )
+
+// Headroom is cut from an invocation's deadline before serving it, so that
+// a refresh cut short still releases its lease and the answer still reaches
+// API Gateway before Lambda stops the function.
+const Headroom = 2 * time.Second
 
 // Invoke implements aws-lambda-go's lambda.Handler, so that lambda.Start(h)
 // hands it the raw event: an event that is not an API Gateway HTTP API
@@ -38,16 +45,26 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // fail the invocation.
 func (h *Handler) Lambda(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	rc := ev.RequestContext
-	caller := Caller{SourceIP: rc.HTTP.SourceIP, UserAgent: rc.HTTP.UserAgent, RequestID: rc.RequestID, AccountID: rc.AccountID}
+	// Only the IAM authorizer identifies the caller (rc.AccountID is the
+	// API owner's account, not the caller's).
+	caller := Caller{SourceIP: rc.HTTP.SourceIP, UserAgent: rc.HTTP.UserAgent, RequestID: rc.RequestID}
 	if iam := rc.Authorizer; iam != nil && iam.IAM != nil {
 		caller.ARN, caller.AccountID = iam.IAM.UserARN, iam.IAM.AccountID
 	}
 	ctx = WithCaller(ctx, caller)
+	if dl, ok := ctx.Deadline(); ok {
+		// Answer (and release a lease) before Lambda stops the process.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-Headroom))
+		defer cancel()
+	}
 
 	w := &recorder{header: http.Header{}}
 	req, ok := toRequest(ctx, ev)
 	if !ok {
 		writeError(w, &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body is not valid base64"})
+		h.logger.InfoContext(ctx, "request", "event", "request", "status", http.StatusBadRequest, "error_code", "malformed_body",
+			slog.Group("caller", "arn", caller.ARN, "account", caller.AccountID, "source_ip", caller.SourceIP, "request_id", caller.RequestID))
 		return w.response(false), nil
 	}
 	h.ServeHTTP(w, req)
@@ -60,14 +77,7 @@ func toRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Re
 	if method == "" {
 		method = http.MethodGet
 	}
-	path := ev.RawPath
-	if path == "" {
-		path = ev.RequestContext.HTTP.Path
-	}
-	// With a named stage, the raw path starts with it.
-	if st := ev.RequestContext.Stage; st != "" && st != "$default" {
-		path = strings.TrimPrefix(path, "/"+st)
-	}
+	path := routePath(ev)
 	body := []byte(ev.Body)
 	if ev.IsBase64Encoded {
 		b, err := base64.StdEncoding.DecodeString(ev.Body)
@@ -100,6 +110,30 @@ func toRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Re
 		req.Header.Set(k, v) // payload 2.0 joins repeated headers with commas
 	}
 	return req, true
+}
+
+// routePath is the path to serve: API Gateway's matched route with the app
+// it extracted, so that the handler sees what IAM authorized; the raw path
+// (less a named stage) when the event names no route.
+func routePath(ev events.APIGatewayV2HTTPRequest) string {
+	if _, route, ok := strings.Cut(ev.RouteKey, " "); ok && strings.HasPrefix(route, "/") {
+		if app, ok := ev.PathParameters["app"]; ok && strings.Contains(route, "{app}") {
+			// An app holding a "/" cannot match a route: escape it so
+			// that it reaches the handler as one (invalid) segment.
+			return strings.Replace(route, "{app}", url.PathEscape(app), 1)
+		}
+		if !strings.Contains(route, "{") {
+			return route
+		}
+	}
+	path := ev.RawPath
+	if path == "" {
+		path = ev.RequestContext.HTTP.Path
+	}
+	if st := ev.RequestContext.Stage; st != "" && st != "$default" && strings.HasPrefix(path, "/"+st+"/") {
+		path = strings.TrimPrefix(path, "/"+st)
+	}
+	return path
 }
 
 type readCloser struct{ *bytes.Reader }

@@ -148,21 +148,22 @@ func baseURLs(v string) ([]string, error) {
 	if v == "" {
 		return nil, nil
 	}
+	// Values are not quoted in errors: a URL may carry credentials.
 	var out []string
-	for _, s := range strings.Split(v, ",") {
+	for i, s := range strings.Split(v, ",") {
 		s = strings.TrimRight(strings.TrimSpace(s), "/")
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
-			return nil, fmt.Errorf("%q is not a base URL like https://api.weixin.qq.com", s)
+			return nil, fmt.Errorf("entry %d is not a base URL like https://api.weixin.qq.com (scheme and host only, no user, path or query)", i+1)
 		}
 		switch u.Scheme {
 		case "https":
 		case "http":
 			if !loopback(u.Hostname()) {
-				return nil, fmt.Errorf("%q: plain http is allowed only to a loopback address (a local sandbox); the AppSecret travels in these requests", s)
+				return nil, fmt.Errorf("entry %d: plain http is allowed only to a loopback address (a local sandbox); the AppSecret travels in these requests", i+1)
 			}
 		default:
-			return nil, fmt.Errorf("%q: scheme must be https", s)
+			return nil, fmt.Errorf("entry %d: scheme must be https", i+1)
 		}
 		out = append(out, s)
 	}

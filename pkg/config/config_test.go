@@ -53,7 +53,7 @@ func TestFromEnv(t *testing.T) {
 		{"unknown log level", map[string]string{"WXTOKEN_LOG_LEVEL": "loud"}, nil, []string{"WXTOKEN_LOG_LEVEL"}},
 		{"http to a remote host", map[string]string{"WXTOKEN_WECHAT_BASE_URLS": "http://api.weixin.qq.com"}, nil, []string{"WXTOKEN_WECHAT_BASE_URLS", "loopback"}},
 		{"a path in a base URL", map[string]string{"WXTOKEN_WECOM_BASE_URLS": "https://qyapi.weixin.qq.com/cgi-bin"}, nil, []string{"WXTOKEN_WECOM_BASE_URLS"}},
-		{"credentials in a base URL", map[string]string{"WXTOKEN_WECHAT_BASE_URLS": "https://u:p@api.weixin.qq.com"}, nil, []string{"WXTOKEN_WECHAT_BASE_URLS"}},
+		{"credentials in a base URL", map[string]string{"WXTOKEN_WECHAT_BASE_URLS": "https://api.weixin.qq.com,https://u:S3cretP4ss@api2.weixin.qq.com"}, nil, []string{"WXTOKEN_WECHAT_BASE_URLS", "entry 2"}},
 		{"every problem at once", map[string]string{"WXTOKEN_TABLE": "", "WXTOKEN_LOG_LEVEL": "x", "WXTOKEN_CONCURRENCY": "x"}, nil,
 			[]string{"WXTOKEN_TABLE", "WXTOKEN_LOG_LEVEL", "WXTOKEN_CONCURRENCY"}},
 	}
@@ -81,6 +81,9 @@ func TestFromEnv(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "S3cretP4ss") {
+				t.Errorf("error %q repeats a password", err)
 			}
 		})
 	}

@@ -11,7 +11,9 @@
 //	WeChatErrors         Count   WeChat's errcodes, by ErrCode
 //	Drift                Count   a token rotated behind wxtoken's back (alarm)
 //	LockContention       Count   callers that waited for another holder's refresh
-//	CoalescedRequests    Count   callers answered without a WeChat call of their own
+//	CoalescedRequests    Count   stale-token claims answered without a WeChat call of their own
+//	ApiResponses         Count   the HTTP API's answers, by StatusClass (2xx, 4xx, 5xx)
+//	ApiInternalErrors    Count   answers 500: a fault of wxtoken or AWS, not of WeChat or the caller (alarm)
 //	CallsToday           Count   WeChat credential calls used today, per App (use Maximum)
 //	TokenRemainingLife   Seconds each app's token at every scheduled run (alarm on Minimum)
 //	AppsNeedingAttention Count   per scheduled run (alarm)
@@ -145,7 +147,9 @@ func (e *EMF) Observe(_ context.Context, ev refresh.Event) {
 	if ev.Waited() {
 		ms = append(ms, Metric{Name: "LockContention", Unit: Count, Value: 1})
 	}
-	if ev.Outcome == refresh.OutcomeCoalesced || ev.Outcome == refresh.OutcomeServed {
+	// Callers whose claim of a stale token was answered without a WeChat
+	// call of their own (plain reads of the published token are not).
+	if ev.Outcome == refresh.OutcomeCoalesced || ev.Outcome == refresh.OutcomeServed && ev.Reason == "on_demand" {
 		ms = append(ms, Metric{Name: "CoalescedRequests", Unit: Count, Value: 1})
 	}
 	e.Put(byApp, map[string]string{"App": ev.App}, ms...)
@@ -167,4 +171,15 @@ func (e *EMF) RemainingLife(app string, left time.Duration) {
 // NeedingAttention records how many apps of a scheduled run need a person.
 func (e *EMF) NeedingAttention(n int) {
 	e.Put([][]string{{}}, nil, Metric{Name: "AppsNeedingAttention", Unit: Count, Value: float64(n)})
+}
+
+// Response records one answer of the HTTP API; set it with
+// api.Handler.WithMetrics.
+func (e *EMF) Response(_ string, status int) {
+	class := strconv.Itoa(status/100) + "xx"
+	ms := []Metric{{Name: "ApiResponses", Unit: Count, Value: 1}}
+	e.Put([][]string{{"StatusClass"}}, map[string]string{"StatusClass": class}, ms...)
+	if status == 500 {
+		e.Put([][]string{{}}, nil, Metric{Name: "ApiInternalErrors", Unit: Count, Value: 1})
+	}
 }

@@ -92,7 +92,9 @@ func TestObserve(t *testing.T) {
 			map[string]float64{"Refreshes": 1, "RefreshFailures": 1, "Drift": 1}},
 		{"coalesced", refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeCoalesced},
 			map[string]float64{"Refreshes": 1, "LockContention": 1, "CoalescedRequests": 1}},
-		{"served", refresh.Event{App: "shop", Reason: "ensure", Outcome: refresh.OutcomeServed},
+		{"a plain read", refresh.Event{App: "shop", Reason: "ensure", Outcome: refresh.OutcomeServed},
+			map[string]float64{"Refreshes": 1}},
+		{"a stale claim answered by the published token", refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeServed},
 			map[string]float64{"Refreshes": 1, "CoalescedRequests": 1}},
 		{"lock timeout", refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeLockTimeout},
 			map[string]float64{"Refreshes": 1, "LockContention": 1}},
@@ -150,6 +152,17 @@ func TestAlarmSeries(t *testing.T) {
 		if !serviceOnly[name] {
 			t.Errorf("%s has no series with only the Service dimension (the alarms read it)", name)
 		}
+	}
+}
+
+func TestResponse(t *testing.T) {
+	var out bytes.Buffer
+	e := &metrics.EMF{W: &out, Service: "s"}
+	e.Response("refresh", 200)
+	e.Response("status", 500)
+	got := values(parse(t, &out))
+	if got["ApiResponses"] != 2 || got["ApiInternalErrors"] != 1 {
+		t.Errorf("metrics %v, want 2 responses and 1 internal error", got)
 	}
 }
 

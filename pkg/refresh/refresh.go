@@ -78,6 +78,9 @@ const (
 	DefaultConfigBlock   = 30 * time.Minute
 	DefaultVerifiedFor   = 60 * time.Second
 	DefaultCheckEvery    = 10 * time.Minute
+	// MinRunTime is the least time a scheduled run must have left to start
+	// an app's refresh; with less, the app is deferred to the next run.
+	MinRunTime = 10 * time.Second
 	// DefaultCleanupAfter is how long the state of a removed app is kept
 	// (for its history) before DynamoDB's TTL deletes it.
 	DefaultCleanupAfter = 7 * 24 * time.Hour
@@ -102,8 +105,10 @@ type RefusedError struct {
 	App        string
 	Reason     string
 	RetryAfter time.Duration
-	// ErrCode is WeChat's errcode behind a ReasonBlocked refusal.
+	// ErrCode is WeChat's errcode behind a ReasonBlocked refusal, and Class
+	// its wechat.Class name.
 	ErrCode int
+	Class   string
 	Current Result
 }
 
@@ -426,7 +431,7 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 		return Result{}, e
 	}
 	if q.kind != force && st.BlockedUntil.After(now) {
-		return refuse(&RefusedError{App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Current: cur})
+		return refuse(&RefusedError{App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Class: st.LastErrorClass, Current: cur})
 	}
 	day := beijingDay(now)
 	calls := 0
@@ -646,8 +651,9 @@ func logFailure(ctx context.Context, log *slog.Logger, err error) {
 type Outcome struct {
 	App string
 	// Status is refreshed, not_due, busy (another instance holds the
-	// lease), refused, failed, invalid (the registration is malformed) or
-	// deferred (the run ran out of time).
+	// lease), blocked (calls paused after a WeChat error; Err is a
+	// *RefusedError with its errcode), refused, failed, invalid (the
+	// registration is malformed) or deferred (the run ran out of time).
 	Status string
 	Err    error
 	Result Result
@@ -727,6 +733,13 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 			continue
 		}
 		st := byApp[a.Name]
+		if st.BlockedUntil.After(now) {
+			// Paused after a WeChat error (P6): reported on every run, so
+			// that what needs a person keeps saying so.
+			rep.Outcomes = append(rep.Outcomes, Outcome{App: a.Name, Status: "blocked", Err: &RefusedError{
+				App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Class: st.LastErrorClass}})
+			continue
+		}
 		// A cheap pre-filter on the listed state; hold re-checks under the lease.
 		if st.HasToken() && st.Version > 0 && !st.ExpiresAt.IsZero() && st.Mode == string(a.Mode) &&
 			!r.due(a, st, Result{Token: "published", ExpiresAt: st.ExpiresAt}, now) && !r.inconsistent(ctx, a.Name, st, now) {
@@ -787,9 +800,12 @@ func (r *Refresher) inconsistent(ctx context.Context, app string, st lease.State
 }
 
 func (r *Refresher) refreshOne(ctx context.Context, a registry.App) Outcome {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < r.leaseDuration()-r.leaseMargin() {
-		// Not enough time left to finish inside a lease: leave it to the
-		// next run rather than start what cannot finish.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < MinRunTime {
+		// Too little time left for a WeChat call and a publish: leave it
+		// to the next run rather than start what cannot finish. (A refresh
+		// that starts runs under a context ending at the earlier of the
+		// deadline and the lease's end, so the lease still cannot outlive
+		// it.)
 		return Outcome{App: a.Name, Status: "deferred"}
 	}
 	res, err := r.run(ctx, a, request{kind: scheduled})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
@@ -44,13 +45,25 @@ func TestStatusAndEvents(t *testing.T) {
 		t.Errorf("status before any token: %+v", st)
 	}
 
+	// A scheduled run with a Lambda-like deadline (the template's 50 s,
+	// under the 60 s lease) still refreshes rather than defers.
+	runCtx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	rep, err := r.RefreshDue(runCtx)
+	if err != nil || rep.Count("refreshed") != 1 {
+		t.Fatalf("scheduled run under a 50 s deadline: %+v %v, want the app refreshed", rep.Outcomes, err)
+	}
+	if ev := last(); ev.Outcome != refresh.OutcomeRefreshed || ev.Reason != "scheduled" || ev.CallsToday != 1 || ev.App != a.Name {
+		t.Errorf("event %+v, want refreshed (scheduled) with 1 call today", ev)
+	}
+
 	res, err := r.Refresh(ctxT(t), a.Name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.saw(res.Token)
-	if ev := last(); ev.Outcome != refresh.OutcomeRefreshed || ev.Reason != "ensure" || ev.CallsToday != 1 || ev.App != a.Name {
-		t.Errorf("event %+v, want refreshed (ensure) with 1 call today", ev)
+	if ev := last(); ev.Outcome != refresh.OutcomeServed || ev.Reason != "ensure" {
+		t.Errorf("event %+v, want served (ensure)", ev)
 	}
 	st, err = r.Status(ctxT(t), a.Name)
 	if err != nil {
@@ -82,6 +95,18 @@ func TestStatusAndEvents(t *testing.T) {
 	if st.LastErrCode != 40164 || st.ErrorClass != "config" || st.LastErrorAt.IsZero() || st.BlockedUntil.IsZero() ||
 		st.CallsToday != 2 || !st.Published || st.Version != 1 {
 		t.Errorf("status after WeChat refused: %+v", st)
+	}
+
+	// Every scheduled run reports the paused app as blocked, with the errcode,
+	// so that what needs a person keeps saying so until fixed.
+	for range 2 {
+		rep := mustRefreshDue(t, r)
+		var refused *refresh.RefusedError
+		if len(rep.Outcomes) != 1 || rep.Outcomes[0].Status != "blocked" || !errors.As(rep.Outcomes[0].Err, &refused) ||
+			refused.ErrCode != 40164 || refused.Class != "config" {
+			t.Errorf("scheduled run while blocked: %+v, want blocked with 40164 (config)", rep.Outcomes)
+		}
+		b.sb.Clock().Advance(5 * time.Minute)
 	}
 
 	if _, err := r.Status(ctxT(t), "nobody"); !errors.Is(err, refresh.ErrUnknownApp) {

@@ -25,6 +25,11 @@ import (
 // DefaultNearExpiry is how close to expiry a failing app needs a person.
 const DefaultNearExpiry = 10 * time.Minute
 
+// Headroom is cut from the invocation's deadline before refreshing, so that
+// a refresh cut short still releases its lease and the function still
+// answers before Lambda stops it.
+const Headroom = 3 * time.Second
+
 // Refresher is what the schedule needs of the refresher.
 type Refresher interface {
 	RefreshDue(ctx context.Context) (refresh.Report, error)
@@ -73,9 +78,10 @@ type event struct {
 	Time       string `json:"time"`
 }
 
-// Handle runs one scheduled refresh. It returns an error when the event is
-// not a JSON object, when the apps cannot be listed, and when an app needs a
-// person (see the package comment).
+// Handle runs one scheduled refresh, ending Headroom before ctx's deadline.
+// It returns an error when the event is not a JSON object, a wrapped error
+// of the Refresher when the apps cannot be listed, and an error naming the
+// apps that need a person (see the package comment).
 func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, error) {
 	log := h.Logger
 	if log == nil {
@@ -91,7 +97,13 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		log.WarnContext(ctx, "unexpected event type; running the scheduled refresh anyway", "detail_type", ev.DetailType, "source", ev.Source)
 	}
 
-	rep, err := h.Refresher.RefreshDue(ctx)
+	runCtx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(ctx, dl.Add(-Headroom))
+		defer cancel()
+	}
+	rep, err := h.Refresher.RefreshDue(runCtx)
 	if err != nil {
 		log.ErrorContext(ctx, "scheduled run failed: could not list apps", "error", err.Error())
 		return Summary{}, fmt.Errorf("schedule: %w", err)
@@ -124,7 +136,7 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		switch {
 		case needs:
 			log.ErrorContext(ctx, "app needs attention: "+reason, attrs...)
-		case o.Status == "failed" || o.Status == "refused" || o.Status == "deferred":
+		case o.Status == "failed" || o.Status == "refused" || o.Status == "deferred" || o.Status == "blocked":
 			log.WarnContext(ctx, "app not refreshed; the next run retries", attrs...)
 		case o.Status == "refreshed":
 			log.InfoContext(ctx, "app refreshed", append(attrs, "version", o.Result.Version)...)
@@ -147,32 +159,41 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 	switch o.Status {
 	case "invalid":
 		return "the app's registration is malformed: " + errString(o.Err), true
-	case "refused":
+	case "refused", "blocked":
 		var r *refresh.RefusedError
-		if errors.As(o.Err, &r) {
-			switch {
-			case r.Reason == refresh.ReasonDailyBudget:
-				return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
-			case r.ErrCode == 45011: // minute quota: the next minute clears it
-			default:
-				return fmt.Sprintf("calls are paused after WeChat errcode %d; fix the cause (see the runbook)", r.ErrCode), true
+		if !errors.As(o.Err, &r) {
+			return "refused: " + errString(o.Err), true
+		}
+		switch {
+		case r.Reason == refresh.ReasonDailyBudget:
+			return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
+		case r.ErrCode == 45011: // the minute quota: the next minute clears it
+			if expiring {
+				return "the token expires soon and WeChat's minute quota (45011) holds the refresh back", true
 			}
+		default:
+			return fmt.Sprintf("calls are paused for %s after WeChat errcode %d (%s); fix the cause (see the runbook)",
+				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
 		}
 	case "failed":
 		switch wechat.Classify(o.Err) {
 		case wechat.ClassConfig, wechat.ClassDailyQuota, wechat.ClassProgramming:
 			reason := "WeChat refused: " + errString(o.Err)
-			if ip, ok := wechat.WhitelistIP(o.Err); ok {
+			if ip, ok := wechat.WhitelistIP(o.Err); ok && ip != "" {
 				reason += " (add " + ip + " to the app's IP whitelist)"
 			}
 			return reason, true
 		}
 		if expiring {
-			return "the token expires soon and the refresh failed: " + errString(o.Err), true
+			return "the token expires soon (or none was ever published) and the refresh failed: " + errString(o.Err), true
 		}
-	case "deferred", "busy":
-		if expiring && !o.ExpiresAt.IsZero() && o.ExpiresAt.Before(now) {
-			return "the token has expired and this run could not refresh it", true
+	case "deferred":
+		if expiring {
+			return "the token expires soon (or none was ever published) and this run had no time left for it", true
+		}
+	case "busy":
+		if !o.ExpiresAt.IsZero() && o.ExpiresAt.Before(now) {
+			return "the token has expired and another instance holds its refresh", true
 		}
 	}
 	return "", false

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +68,18 @@ func TestNeedsAPerson(t *testing.T) {
 		{"malformed registration", refresh.Outcome{App: "shop", Status: "invalid",
 			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is malformed"},
 		{"deferred with time left", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: later}, ""},
-		{"deferred and expired", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: now.Add(-time.Minute)}, "has expired"},
+		{"deferred and expired", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: now.Add(-time.Minute)}, "no time left"},
+		{"deferred before any token", refresh.Outcome{App: "shop", Status: "deferred"}, "no time left"},
+		{"busy with time left", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: soon}, ""},
+		{"busy and expired", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: now.Add(-time.Second)}, "has expired"},
+		{"blocked after a configuration error, every run", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40125, Class: "config", RetryAfter: 20 * time.Minute}}, "errcode 40125 (config)"},
+		{"blocked on the daily quota", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45009, Class: "daily_quota", RetryAfter: 5 * time.Hour}}, "45009"},
+		{"blocked a minute on 45011", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, RetryAfter: 30 * time.Second}}, ""},
+		{"blocked on 45011 near expiry", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: soon,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, RetryAfter: 30 * time.Second}}, "45011"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,4 +148,68 @@ func TestBadEventsAndListing(t *testing.T) {
 	if !strings.Contains(logs.String(), "unexpected event type") {
 		t.Errorf("no warning for an unexpected event type:\n%s", logs.String())
 	}
+}
+
+// TestScheduleEvents drives the handler with every schedule sample in
+// events/: the EventBridge event and a hand-run {} are runs, the malformed
+// one is an error.
+func TestScheduleEvents(t *testing.T) {
+	want := map[string]bool{ // file -> error expected
+		"schedule.json":           false,
+		"schedule-manual.json":    false,
+		"schedule-malformed.json": true,
+	}
+	files, _ := filepath.Glob("../../events/schedule*.json")
+	if len(files) != len(want) {
+		t.Errorf("events/schedule*.json holds %d files, this test knows %d", len(files), len(want))
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			wantErr, ok := want[name]
+			if !ok {
+				t.Fatalf("%s has no expectation here; add one", name)
+			}
+			payload, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			h := &schedule.Handler{Refresher: refresherFunc(func() { calls++ })}
+			_, err = h.Handle(context.Background(), payload)
+			if (err != nil) != wantErr || (calls == 1) == wantErr {
+				t.Errorf("error %v, refresher runs %d; want error: %v", err, calls, wantErr)
+			}
+		})
+	}
+}
+
+type refresherFunc func()
+
+func (f refresherFunc) RefreshDue(context.Context) (refresh.Report, error) {
+	f()
+	return refresh.Report{}, nil
+}
+
+// TestDeadlineHeadroom: the refresher's context ends before Lambda's
+// deadline, leaving time to answer and to release a lease.
+func TestDeadlineHeadroom(t *testing.T) {
+	var got time.Time
+	h := &schedule.Handler{Refresher: deadlineSpy{&got}}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	dl, _ := ctx.Deadline()
+	if _, err := h.Handle(ctx, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got.IsZero() || dl.Sub(got) < schedule.Headroom {
+		t.Errorf("refresher deadline %v, Lambda's %v: want at least %v headroom", got, dl, schedule.Headroom)
+	}
+}
+
+type deadlineSpy struct{ got *time.Time }
+
+func (d deadlineSpy) RefreshDue(ctx context.Context) (refresh.Report, error) {
+	*d.got, _ = ctx.Deadline()
+	return refresh.Report{}, nil
 }
