@@ -133,9 +133,18 @@ sandbox: ## run the WeChat sandbox on 127.0.0.1:8081 (SANDBOX_ADDR) with two dem
 		-app offiaccount:wxdemo0000000001:demosecret \
 		-app wecom:wwdemo0000000001:wecomsecret
 
+DEV_ADDR ?= 127.0.0.1:8080
+APP      ?= demo
+
 .PHONY: dev
-dev: ## run wxtoken locally (coming: see README)
-	@echo "make dev is not available yet: it arrives with the local runner (issue 6)." >&2; exit 2
+dev: testbed-install ## run wxtoken locally: AWS engines, WeChat sandbox, demo app, schedule, API on http://127.0.0.1:8080
+	@mkdir -p $(CACHE)/dev
+	$(GO) build -o $(CACHE)/dev/wxtoken-dev ./infra/local/dev
+	$(TESTBED) -logdir $(CACHE)/dev/engines -- $(CACHE)/dev/wxtoken-dev -addr $(DEV_ADDR) -sandbox-addr $(SANDBOX_ADDR) -app $(APP)
+
+.PHONY: dev-token
+dev-token: ## print the token that a running make dev published for APP (default demo)
+	@$(GO) run ./infra/local/dev -token $(APP)
 
 .PHONY: clean
 clean: ## remove build outputs (keeps the tool caches)
