@@ -15,13 +15,6 @@ import (
 )
 
 func main() {
-	cfg, err := config.FromEnv(os.Getenv)
-	if err != nil {
-		config.Fail(err)
-	}
-	deps, err := cfg.Build(context.Background(), os.Stdout)
-	if err != nil {
-		config.Fail(err)
-	}
+	deps := config.Load(context.Background(), os.Stdout)
 	lambda.Start(api.New(deps.Refresher, deps.Logger).WithMetrics(deps.Metrics))
 }

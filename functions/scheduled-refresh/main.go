@@ -16,14 +16,7 @@ import (
 )
 
 func main() {
-	cfg, err := config.FromEnv(os.Getenv)
-	if err != nil {
-		config.Fail(err)
-	}
-	deps, err := cfg.Build(context.Background(), os.Stdout)
-	if err != nil {
-		config.Fail(err)
-	}
+	deps := config.Load(context.Background(), os.Stdout)
 	h := &schedule.Handler{Refresher: deps.Refresher, Metrics: deps.Metrics, Logger: deps.Logger}
 	lambda.Start(h.Handle)
 }

@@ -103,3 +103,18 @@ func Fail(err error) {
 	}
 	os.Exit(1)
 }
+
+// Load is a function's cold start: FromEnv(os.Getenv), then Build writing to
+// w. On any error it does not return: it calls Fail, so the first invocation
+// fails with a Runtime.InitError naming what is wrong.
+func Load(ctx context.Context, w io.Writer) *Deps {
+	cfg, err := FromEnv(os.Getenv)
+	if err != nil {
+		Fail(err)
+	}
+	deps, err := cfg.Build(ctx, w)
+	if err != nil {
+		Fail(err)
+	}
+	return deps
+}
