@@ -102,8 +102,22 @@ lint: ## gofmt check, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+# The README's Node.js consumer snippet needs the AWS SDK for JavaScript v3,
+# pinned by docs/consumers/package-lock.json and installed into .cache/node.
+NODE_DIR := $(CACHE)/node
+
+$(NODE_DIR)/.installed: docs/consumers/package.json docs/consumers/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or newer" >&2; exit 1; }
+	mkdir -p $(NODE_DIR)
+	cp docs/consumers/package.json docs/consumers/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+.PHONY: consumers-install
+consumers-install: $(NODE_DIR)/.installed ## install the consumer snippets' Node.js dependencies into .cache/node
+
 .PHONY: test
-test: testbed-install lint ## the whole suite: lint, Go tests against the test bed, template checks, sam build
+test: testbed-install consumers-install lint ## the whole suite: lint, Go tests against the test bed, template checks, sam build
 	$(TESTBED) -- $(GO) test -race -count=1 -v ./...
 	$(MAKE) sam-check
 

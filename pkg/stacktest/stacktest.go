@@ -9,21 +9,27 @@
 package stacktest
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -62,6 +68,8 @@ type Stack struct {
 	Requests, BadSignatures atomic.Int32
 	// Secrets holds every registered secret, for leak checks.
 	Secrets []string
+	// LastSignatureError is why the last refused request was refused.
+	LastSignatureError atomic.Value
 
 	tb testing.TB
 }
@@ -104,6 +112,7 @@ func New(tb testing.TB, opts Options, apps ...registry.App) *Stack {
 		s.Requests.Add(1)
 		if err := VerifySigV4(r); err != nil {
 			s.BadSignatures.Add(1)
+			s.LastSignatureError.Store(err.Error())
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = io.WriteString(w, `{"message":"Forbidden"}`)
@@ -158,45 +167,87 @@ func (s *Stack) Published(app string) (string, int64) {
 	return tok, v
 }
 
-// VerifySigV4 recomputes r's SigV4 signature (service execute-api, Region,
-// Creds) over the headers it says it signed, as API Gateway does, and
+// VerifySigV4 checks r's SigV4 signature (service execute-api, Region,
+// Creds) the way API Gateway does: it rebuilds the canonical request from
+// the headers the signature names, derives the signing key and compares. It
 // restores r's body for the handler.
 func VerifySigV4(r *http.Request) error {
 	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+AccessKeyID+"/") || !strings.Contains(auth, "/"+Region+"/execute-api/aws4_request") {
-		return errors.New("not a SigV4 signature for execute-api in " + Region)
+	const algo = "AWS4-HMAC-SHA256 "
+	if !strings.HasPrefix(auth, algo) {
+		return errors.New("no SigV4 Authorization header")
 	}
-	at, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if err != nil {
-		return errors.New("no X-Amz-Date")
+	fields := map[string]string{}
+	for _, part := range strings.Split(strings.TrimPrefix(auth, algo), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok {
+			fields[k] = v
+		}
 	}
-	_, signed, ok := strings.Cut(auth, "SignedHeaders=")
-	if !ok {
-		return errors.New("no SignedHeaders")
+	cred := strings.Split(fields["Credential"], "/")
+	if len(cred) != 5 || cred[0] != AccessKeyID || cred[2] != Region || cred[3] != "execute-api" || cred[4] != "aws4_request" {
+		return fmt.Errorf("credential scope %q is not %s/<date>/%s/execute-api/aws4_request", fields["Credential"], AccessKeyID, Region)
 	}
-	signed, _, _ = strings.Cut(signed, ",")
+	amzDate := r.Header.Get("X-Amz-Date")
+	if at, err := time.Parse("20060102T150405Z", amzDate); err != nil || !strings.HasPrefix(amzDate, cred[1]) {
+		return errors.New("X-Amz-Date missing or not on the credential's date")
+	} else if d := time.Since(at); d > 15*time.Minute || d < -15*time.Minute {
+		return errors.New("X-Amz-Date more than 15 minutes off")
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		return err
 	}
-	again, err := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), strings.NewReader(string(body)))
-	if err != nil {
-		return err
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	signed := strings.Split(fields["SignedHeaders"], ";")
+	if !slices.Contains(signed, "host") {
+		return errors.New("host is not signed")
 	}
-	for _, h := range strings.Split(signed, ";") {
-		if h != "host" {
-			again.Header.Set(h, r.Header.Get(h))
+	var canonHeaders strings.Builder
+	for _, h := range signed {
+		var v string
+		switch h {
+		case "host":
+			v = r.Host
+		case "content-length":
+			v = strconv.FormatInt(r.ContentLength, 10)
+		default:
+			v = strings.Join(r.Header.Values(h), ",")
 		}
+		canonHeaders.WriteString(h + ":" + strings.Join(strings.Fields(v), " ") + "\n")
 	}
-	again.Header.Del("Authorization")
 	sum := sha256.Sum256(body)
-	c, _ := Creds.Retrieve(context.Background())
-	if err := v4.NewSigner().SignHTTP(context.Background(), c, again, hex.EncodeToString(sum[:]), "execute-api", Region, at); err != nil {
-		return err
+	payload := hex.EncodeToString(sum[:])
+	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != payload {
+		return errors.New("x-amz-content-sha256 does not match the body")
 	}
-	if again.Header.Get("Authorization") != auth {
+	canonical := strings.Join([]string{r.Method, r.URL.EscapedPath(), canonicalQuery(r.URL.Query()),
+		canonHeaders.String(), fields["SignedHeaders"], payload}, "\n")
+	scope := strings.Join(cred[1:], "/")
+	creq := sha256.Sum256([]byte(canonical))
+	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(creq[:])
+	key := []byte("AWS4" + SecretAccessKey)
+	for _, part := range cred[1:] {
+		key = hmacSHA256(key, part)
+	}
+	if want := hex.EncodeToString(hmacSHA256(key, toSign)); !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
 		return errors.New("signature mismatch")
 	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	return nil
+}
+
+func hmacSHA256(key []byte, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(data))
+	return m.Sum(nil)
+}
+
+func canonicalQuery(q url.Values) string {
+	var parts []string
+	for k, vs := range q {
+		for _, v := range vs {
+			parts = append(parts, url.QueryEscape(k)+"="+url.QueryEscape(v))
+		}
+	}
+	sort.Strings(parts)
+	return strings.ReplaceAll(strings.Join(parts, "&"), "+", "%20")
 }
