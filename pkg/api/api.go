@@ -319,14 +319,15 @@ func object(body []byte, allowed ...string) (map[string]string, *apiError) {
 		}
 		key, _ := tok.(string)
 		if !slices.Contains(allowed, key) {
-			return bad("unknown field " + quoteBounded(key) + " (" + fields + ")")
+			// The name is not echoed: a confused client could send a token as a key.
+			return bad("an unknown field (" + fields + ")")
 		}
 		if _, dup := out[key]; dup {
-			return bad("field " + quoteBounded(key) + " appears twice")
+			return bad("field " + strconv.Quote(key) + " appears twice")
 		}
 		var v *string
 		if err := dec.Decode(&v); err != nil || v == nil {
-			return bad("field " + quoteBounded(key) + " must be a string")
+			return bad("field " + strconv.Quote(key) + " must be a string")
 		}
 		out[key] = *v
 	}
@@ -337,15 +338,6 @@ func object(body []byte, allowed ...string) (map[string]string, *apiError) {
 		return bad("the body must hold one JSON object and nothing after it")
 	}
 	return out, nil
-}
-
-// quoteBounded quotes a caller's field name, cut to 64 bytes (it is echoed
-// in the answer and must stay short).
-func quoteBounded(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strconv.Quote(s)
 }
 
 // describe explains a decoding error without echoing the body (which may

@@ -338,6 +338,7 @@ func TestRequests(t *testing.T) {
 		{"empty object", "POST", "/v1/apps/demo/refresh", "{}", 200, "", `refresh demo stale=""`, ""},
 		{"null stale token", "POST", "/v1/apps/demo/refresh", `{"stale_token":null}`, 400, "malformed_body", "", ""},
 		{"null body", "POST", "/v1/apps/demo/refresh", `null`, 400, "malformed_body", "", ""},
+		{"a token as a field name is not echoed", "POST", "/v1/apps/demo/refresh", `{"` + liveToken + `":"x"}`, 400, "malformed_body", "", ""},
 		{"field name in another case", "POST", "/v1/apps/demo/refresh", `{"STALE_TOKEN":"abc"}`, 400, "malformed_body", "", ""},
 		{"duplicate field", "POST", "/v1/apps/demo/refresh", `{"stale_token":"a","stale_token":"b"}`, 400, "malformed_body", "", ""},
 		{"truncated object", "POST", "/v1/apps/demo/refresh", `{"stale_token":"a"`, 400, "malformed_body", "", ""},
@@ -390,6 +391,9 @@ func TestRequests(t *testing.T) {
 			calls := s.Calls()
 			if tt.call == "" && len(calls) != 0 || tt.call != "" && (len(calls) != 1 || calls[0] != tt.call) {
 				t.Errorf("refresher calls %q, want %q", calls, tt.call)
+			}
+			if resp.StatusCode != 200 && strings.Contains(string(raw), liveToken[:16]) {
+				t.Errorf("the error answer echoes a token: %s", raw)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -104,7 +105,7 @@ func toRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Re
 		RequestURI:    path,
 	}).WithContext(ctx)
 	if len(body) > 0 {
-		req.Body = readCloser{bytes.NewReader(body)}
+		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	for k, v := range ev.Headers {
 		req.Header.Set(k, v) // payload 2.0 joins repeated headers with commas
@@ -136,9 +137,6 @@ func routePath(ev events.APIGatewayV2HTTPRequest) string {
 	return path
 }
 
-type readCloser struct{ *bytes.Reader }
-
-func (readCloser) Close() error { return nil }
 
 // recorder is the http.ResponseWriter of a Lambda invocation.
 type recorder struct {

@@ -217,7 +217,7 @@ func (c *Client) Refresh(ctx context.Context, stale string) (string, error) {
 	if c.Endpoint == "" {
 		return "", errors.New("client: no API endpoint configured (Client.Endpoint)")
 	}
-	key := fingerprint(stale)
+	key := stale // in-process only; never logged
 	c.mu.Lock()
 	if c.inflight == nil {
 		c.inflight = map[string]*call{}
@@ -411,9 +411,4 @@ func (c *Client) lifetime() time.Duration {
 		return c.Lifetime
 	}
 	return DefaultLifetime
-}
-
-func fingerprint(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:8])
 }

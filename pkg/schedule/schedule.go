@@ -167,7 +167,7 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 		switch {
 		case r.Reason == refresh.ReasonDailyBudget:
 			return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
-		case r.ErrCode == 45011: // the minute quota: the next minute clears it
+		case r.Class == wechat.ClassMinuteQuota.String(): // the next minute clears it
 			if expiring {
 				return "the token expires soon and WeChat's minute quota (45011) holds the refresh back", true
 			}

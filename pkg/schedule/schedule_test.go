@@ -64,7 +64,7 @@ func TestNeedsAPerson(t *testing.T) {
 		{"paused after a configuration error", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
 			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40164}}, "errcode 40164"},
 		{"minute quota clears itself", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011}}, ""},
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota"}}, ""},
 		{"malformed registration", refresh.Outcome{App: "shop", Status: "invalid",
 			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is malformed"},
 		{"deferred with time left", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: later}, ""},
@@ -77,9 +77,9 @@ func TestNeedsAPerson(t *testing.T) {
 		{"blocked on the daily quota", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
 			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45009, Class: "daily_quota", RetryAfter: 5 * time.Hour}}, "45009"},
 		{"blocked a minute on 45011", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, RetryAfter: 30 * time.Second}}, ""},
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota", RetryAfter: 30 * time.Second}}, ""},
 		{"blocked on 45011 near expiry", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: soon,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, RetryAfter: 30 * time.Second}}, "45011"},
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota", RetryAfter: 30 * time.Second}}, "45011"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
