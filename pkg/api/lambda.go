@@ -137,7 +137,6 @@ func routePath(ev events.APIGatewayV2HTTPRequest) string {
 	return path
 }
 
-
 // recorder is the http.ResponseWriter of a Lambda invocation.
 type recorder struct {
 	header http.Header
