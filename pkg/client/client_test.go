@@ -51,20 +51,25 @@ func (l *local) signedOnly() {
 	}
 }
 
-// countingSSM counts GetParameter calls.
+// countingSSM counts GetParameter calls and, when gate is set, holds each
+// one until gate is closed.
 type countingSSM struct {
 	client.SSM
-	n *atomic.Int32
+	n    *atomic.Int32
+	gate chan struct{}
 }
 
 func (c countingSSM) GetParameter(ctx context.Context, in *ssm.GetParameterInput, o ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
 	c.n.Add(1)
+	if c.gate != nil {
+		<-c.gate
+	}
 	return c.SSM.GetParameter(ctx, in, o...)
 }
 
 func (l *local) client(app string, now func() time.Time) *client.Client {
 	return &client.Client{
-		App: app, SSM: countingSSM{ssm.NewFromConfig(l.cfg), &l.reads}, Prefix: l.Prefix,
+		App: app, SSM: countingSSM{ssm.NewFromConfig(l.cfg), &l.reads, nil}, Prefix: l.Prefix,
 		Endpoint: l.APIURL, Credentials: creds, Region: region, Now: now,
 	}
 }
@@ -85,6 +90,18 @@ func TestTokenIsReadOnceAndCached(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	c := l.client("shop", clock)
+	// The first read is held until every caller has called Token, so the
+	// callers overlap it: without a shared read each would read on its own.
+	gate := make(chan struct{})
+	c.SSM = countingSSM{ssm.NewFromConfig(l.cfg), &l.reads, gate}
+	var started atomic.Int32
+	go func() {
+		defer close(gate)
+		for deadline := time.Now().Add(10 * time.Second); started.Load() < 50 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // the last callers reach the shared read
+	}()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
@@ -92,6 +109,7 @@ func TestTokenIsReadOnceAndCached(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Add(1)
 			tok, err := c.Token(context.Background())
 			if err == nil && tok != published {
 				err = errors.New("a caller got another token than the published one")

@@ -58,6 +58,7 @@ type Runtime struct {
 	seq     atomic.Uint64
 	closed  chan struct{}
 	once    sync.Once
+	waiting atomic.Int32
 
 	mu        sync.Mutex
 	inflight  map[string]*invocation
@@ -126,7 +127,13 @@ func (r *Runtime) Invoke(ctx context.Context, payload []byte) (Result, error) {
 	}
 }
 
+// Waiting reports how many function processes are waiting in their long
+// poll on invocation/next (ready for an invocation).
+func (r *Runtime) Waiting() int { return int(r.waiting.Load()) }
+
 func (r *Runtime) next(w http.ResponseWriter, req *http.Request) {
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
 	select {
 	case inv := <-r.pending:
 		r.mu.Lock()

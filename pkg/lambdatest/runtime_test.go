@@ -25,7 +25,12 @@ func TestCloseWithPendingPoll(t *testing.T) {
 		resp.Body.Close()
 		polled <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond) // let the poll reach the handler
+	// Wait until the poll is inside the handler: that is the case that hung.
+	for deadline := time.Now().Add(10 * time.Second); rt.Waiting() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the poll on invocation/next never reached the runtime")
+		}
+	}
 
 	closed := make(chan struct{})
 	go func() { rt.Close(); close(closed) }()

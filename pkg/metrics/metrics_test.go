@@ -131,7 +131,7 @@ func TestObserve(t *testing.T) {
 func TestAlarmSeries(t *testing.T) {
 	var out bytes.Buffer
 	e := &metrics.EMF{W: &out, Service: "s"}
-	e.RemainingLife("shop", 90*time.Second)
+	e.RemainingLife(90*time.Second, map[string]time.Duration{"shop": 90 * time.Second})
 	e.NeedingAttention(2)
 	e.Observe(context.Background(), refresh.Event{App: "shop", Outcome: refresh.OutcomeFailed, Drift: true})
 	serviceOnly := map[string]bool{}
@@ -169,5 +169,5 @@ func TestResponse(t *testing.T) {
 func TestNilWriterIsQuiet(t *testing.T) {
 	var e *metrics.EMF
 	e.Put(nil, nil, metrics.Metric{Name: "X", Unit: metrics.Count, Value: 1}) // must not panic
-	(&metrics.EMF{}).RemainingLife("a", time.Second)
+	(&metrics.EMF{}).RemainingLife(time.Second, nil)
 }

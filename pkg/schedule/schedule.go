@@ -35,9 +35,11 @@ type Refresher interface {
 	RefreshDue(ctx context.Context) (refresh.Report, error)
 }
 
-// Metrics is what the schedule records.
+// Metrics is what the schedule records: the shortest token life of the run
+// and the lives of the apps within NearExpiry; the number of apps that need
+// a person.
 type Metrics interface {
-	RemainingLife(app string, left time.Duration)
+	RemainingLife(shortest time.Duration, low map[string]time.Duration)
 	NeedingAttention(n int)
 }
 
@@ -117,10 +119,19 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		near = DefaultNearExpiry
 	}
 	sum := Summary{Apps: rep.Apps, Counts: map[string]int{}, NeedsAttention: []Attention{}, ElapsedMS: rep.Elapsed.Milliseconds()}
+	var shortest time.Duration
+	lives, low := 0, map[string]time.Duration{}
 	for _, o := range rep.Outcomes {
 		sum.Counts[o.Status]++
-		if h.Metrics != nil && o.App != "" && !o.ExpiresAt.IsZero() {
-			h.Metrics.RemainingLife(o.App, o.ExpiresAt.Sub(now))
+		if o.App != "" && !o.ExpiresAt.IsZero() {
+			left := o.ExpiresAt.Sub(now)
+			if lives == 0 || left < shortest {
+				shortest = left
+			}
+			lives++
+			if left < near {
+				low[o.App] = left
+			}
 		}
 		reason, needs := attention(o, now, near)
 		if needs {
@@ -143,6 +154,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		}
 	}
 	if h.Metrics != nil {
+		if lives > 0 {
+			h.Metrics.RemainingLife(shortest, low)
+		}
 		h.Metrics.NeedingAttention(len(sum.NeedsAttention))
 	}
 	log.InfoContext(ctx, "scheduled run done", "apps", rep.Apps, "counts", sum.Counts,

@@ -28,11 +28,14 @@ type fakeRefresher struct {
 func (f fakeRefresher) RefreshDue(context.Context) (refresh.Report, error) { return f.rep, f.err }
 
 type fakeMetrics struct {
+	shortest  time.Duration
 	life      map[string]time.Duration
 	attention int
 }
 
-func (m *fakeMetrics) RemainingLife(app string, left time.Duration) { m.life[app] = left }
+func (m *fakeMetrics) RemainingLife(shortest time.Duration, low map[string]time.Duration) {
+	m.shortest, m.life = shortest, low
+}
 func (m *fakeMetrics) NeedingAttention(n int)                       { m.attention = n }
 
 func wechatErr(code int, msg string) error {
@@ -83,7 +86,7 @@ func TestNeedsAPerson(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := &fakeMetrics{life: map[string]time.Duration{}}
+			m := &fakeMetrics{}
 			var logs bytes.Buffer
 			h := &schedule.Handler{
 				Refresher: fakeRefresher{rep: refresh.Report{Apps: 1, Outcomes: []refresh.Outcome{tt.outcome}}},
@@ -106,8 +109,11 @@ func TestNeedsAPerson(t *testing.T) {
 			if sum.Counts[tt.outcome.Status] != 1 {
 				t.Errorf("counts %v", sum.Counts)
 			}
-			if !tt.outcome.ExpiresAt.IsZero() && m.life["shop"] != tt.outcome.ExpiresAt.Sub(now) {
-				t.Errorf("remaining life metric %v, want %v", m.life["shop"], tt.outcome.ExpiresAt.Sub(now))
+			if left := tt.outcome.ExpiresAt.Sub(now); !tt.outcome.ExpiresAt.IsZero() {
+				_, perApp := m.life["shop"]
+				if m.shortest != left || perApp != (left < schedule.DefaultNearExpiry) {
+					t.Errorf("remaining life: shortest %v per-app %v; want %v, per-app only under %v", m.shortest, perApp, left, schedule.DefaultNearExpiry)
+				}
 			}
 			if !strings.Contains(logs.String(), `"msg":"scheduled run done"`) {
 				t.Errorf("no summary line:\n%s", logs.String())
@@ -212,4 +218,22 @@ type deadlineSpy struct{ got *time.Time }
 func (d deadlineSpy) RefreshDue(ctx context.Context) (refresh.Report, error) {
 	*d.got, _ = ctx.Deadline()
 	return refresh.Report{}, nil
+}
+
+// TestShortestLife: the run reports its shortest token life, and per app
+// only the apps near expiry.
+func TestShortestLife(t *testing.T) {
+	m := &fakeMetrics{}
+	rep := refresh.Report{Apps: 3, Outcomes: []refresh.Outcome{
+		{App: "a", Status: "not_due", ExpiresAt: now.Add(90 * time.Minute)},
+		{App: "b", Status: "not_due", ExpiresAt: now.Add(4 * time.Minute)},
+		{App: "c", Status: "not_due", ExpiresAt: now.Add(30 * time.Minute)},
+	}}
+	h := &schedule.Handler{Refresher: fakeRefresher{rep: rep}, Metrics: m, Now: func() time.Time { return now }}
+	if _, err := h.Handle(context.Background(), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m.shortest != 4*time.Minute || len(m.life) != 1 || m.life["b"] != 4*time.Minute {
+		t.Errorf("shortest %v, per app %v; want 4m and only b", m.shortest, m.life)
+	}
 }
