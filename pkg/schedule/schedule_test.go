@@ -36,7 +36,7 @@ type fakeMetrics struct {
 func (m *fakeMetrics) RemainingLife(shortest time.Duration, low map[string]time.Duration) {
 	m.shortest, m.life = shortest, low
 }
-func (m *fakeMetrics) NeedingAttention(n int)                       { m.attention = n }
+func (m *fakeMetrics) NeedingAttention(n int) { m.attention = n }
 
 func wechatErr(code int, msg string) error {
 	return fmt.Errorf("refresh: shop: %w", &wechat.Error{Op: wechat.OpStableToken, Code: code, Msg: msg})
