@@ -34,7 +34,8 @@
 //	last_drift_at     N  when the last one was found
 //	updated_at        N  last write
 //	ttl               N  Unix seconds; set only when the app is deregistered,
-//	                     so DynamoDB cleans the item up (cleanup only)
+//	                     so DynamoDB cleans the item up (cleanup only);
+//	                     Acquire removes it (the app is registered again)
 //
 // Errors wrap the SDK's; ErrHeld and ErrFenced are returned (wrapped) when a
 // condition fails.
@@ -134,6 +135,9 @@ func (t *Table) Acquire(ctx context.Context, app, owner string, now, until time.
 	u.set("lease_owner", str(owner))
 	u.set("lease_until", ms(until))
 	u.set("updated_at", ms(now))
+	// Only a registered app is refreshed: one removed and registered again
+	// must not keep the TTL that Expire set, or DynamoDB deletes its state.
+	u.remove("ttl")
 	u.values[":now"] = ms(now)
 	u.names["#lu"] = "lease_until"
 	in := u.input(t.name, app, "attribute_not_exists(#lu) OR #lu <= :now")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
@@ -42,14 +44,24 @@ func TestDriftDetected(t *testing.T) {
 		t.Run(string(tt.mode), func(t *testing.T) {
 			b := newBed(t, wechattest.Config{})
 			a := b.app(appNamed("shop", registry.OfficialAccount, tt.mode))
-			tok := publish(t, b, a.Name)
+			events := &eventLog{}
+			if rep := mustRefreshDue(t, b.refresher("setup", events.observe)); rep.Count("refreshed") != 1 {
+				t.Fatalf("setup: outcomes %+v, want the app refreshed", rep.Outcomes)
+			}
+			tok, _ := b.published(a.Name)
+			if n := events.drifts(); n != 0 {
+				t.Errorf("%d drift events before anyone fetched behind wxtoken's back, want 0", n)
+			}
 			tt.rogue(b, a, "secret-"+a.Name+"-0123456789abcdefghij")
 			if b.sb.Check(tok) == 0 {
 				t.Fatal("setup: the rogue fetch did not invalidate the published token")
 			}
-			res, err := b.refresher("api").Refresh(ctxT(t), a.Name, tok)
+			res, err := b.refresher("api", events.observe).Refresh(ctxT(t), a.Name, tok)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if n := events.drifts(); n != 1 {
+				t.Errorf("%d drift events after the rotation behind wxtoken's back, want 1 (for the metric)", n)
 			}
 			if b.sb.Check(res.Token) != 0 {
 				t.Error("the refresh after the drift did not publish a valid token")
@@ -64,6 +76,73 @@ func TestDriftDetected(t *testing.T) {
 			b.saw(tok, res.Token)
 		})
 	}
+}
+
+// eventLog records a refresher's events (Refresher.Observe).
+type eventLog struct {
+	mu     sync.Mutex
+	events []refresh.Event
+}
+
+// observe is a refresher option that records its events in l.
+func (l *eventLog) observe(r *refresh.Refresher) {
+	r.Observe = func(_ context.Context, ev refresh.Event) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.events = append(l.events, ev)
+	}
+}
+
+// drifts counts the events that reported a drift.
+func (l *eventLog) drifts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, ev := range l.events {
+		if ev.Drift {
+			n++
+		}
+	}
+	return n
+}
+
+// outcomes returns the outcomes of the events so far, in order.
+func (l *eventLog) outcomes() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ev := range l.events {
+		out = append(out, ev.Outcome)
+	}
+	return out
+}
+
+// fetchFunc makes one credential call.
+type fetchFunc func(ctx context.Context) (wechat.Token, error)
+
+// hookedWeChat is a WeChat client whose credential calls (Token,
+// StableToken, WeComToken) go through fetch, which decides when and under
+// which context to make them; other calls go straight to WeChat.
+type hookedWeChat struct {
+	refresh.WeChat
+	fetch func(ctx context.Context, call fetchFunc) (wechat.Token, error)
+}
+
+// Token implements refresh.WeChat through h.fetch.
+func (h *hookedWeChat) Token(ctx context.Context, appID, secret string) (wechat.Token, error) {
+	return h.fetch(ctx, func(ctx context.Context) (wechat.Token, error) { return h.WeChat.Token(ctx, appID, secret) })
+}
+
+// StableToken implements refresh.WeChat through h.fetch.
+func (h *hookedWeChat) StableToken(ctx context.Context, appID, secret string, force bool) (wechat.Token, error) {
+	return h.fetch(ctx, func(ctx context.Context) (wechat.Token, error) {
+		return h.WeChat.StableToken(ctx, appID, secret, force)
+	})
+}
+
+// WeComToken implements refresh.WeChat through h.fetch.
+func (h *hookedWeChat) WeComToken(ctx context.Context, corpID, secret string) (wechat.Token, error) {
+	return h.fetch(ctx, func(ctx context.Context) (wechat.Token, error) { return h.WeChat.WeComToken(ctx, corpID, secret) })
 }
 
 func rogueCall(t *testing.T, method, u, body string) {
@@ -187,9 +266,31 @@ func TestStalledHolderCannotPublish(t *testing.T) {
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
 	b.sb.Inject(wechattest.Fault{Path: wechattest.PathToken, Latency: wechattest.Duration(4 * time.Second), Times: 1})
 
+	// P4: the stalled call must run under a context that ends before the
+	// lease does; the commit fence alone would hide a holder that calls
+	// WeChat under its caller's context. Both are measured at one instant
+	// when the call starts (the sandbox clock runs at real speed).
+	var probe struct {
+		sync.Mutex
+		called, hasDeadline bool
+		owner               string
+		ctxLeft, leaseLeft  time.Duration
+		err                 error
+	}
 	stalled := b.refresher("stalled", func(r *refresh.Refresher) {
 		r.LeaseDuration, r.LeaseMargin = 2*time.Second, 500*time.Millisecond
 		r.WeChat.(*wechat.Client).MaxAttempts = 1
+		leases := r.Leases
+		r.WeChat = &hookedWeChat{WeChat: r.WeChat, fetch: func(ctx context.Context, call fetchFunc) (wechat.Token, error) {
+			st, err := leases.Get(ctx, a.Name)
+			dl, ok := ctx.Deadline()
+			now := b.sb.Now()
+			probe.Lock()
+			probe.called, probe.hasDeadline, probe.owner, probe.err = true, ok, st.LeaseOwner, err
+			probe.ctxLeft, probe.leaseLeft = time.Until(dl), st.LeaseUntil.Sub(now)
+			probe.Unlock()
+			return call(ctx)
+		}}
 	})
 	done := make(chan error, 1)
 	go func() {
@@ -206,6 +307,15 @@ func TestStalledHolderCannotPublish(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("the stalled holder reported success")
 	}
+	probe.Lock()
+	switch {
+	case !probe.called || probe.err != nil || probe.owner != "stalled":
+		t.Errorf("the stalled holder's WeChat call was not probed under its lease (called %v, owner %q, error %v)", probe.called, probe.owner, probe.err)
+	case !probe.hasDeadline || probe.ctxLeft >= probe.leaseLeft:
+		t.Errorf("the stalled holder called WeChat under a context with %v left (deadline set: %v) while its lease had %v left; "+
+			"a holder's context must end before its lease (P4)", probe.ctxLeft.Round(time.Millisecond), probe.hasDeadline, probe.leaseLeft.Round(time.Millisecond))
+	}
+	probe.Unlock()
 	tok, v := b.published(a.Name)
 	if tok != res.Token || v != 1 {
 		t.Errorf("published version %d is not the next holder's token", v)
@@ -231,6 +341,72 @@ func TestStalledHolderCannotPublish(t *testing.T) {
 		t.Error("the repair is not logged")
 	}
 	b.saw(res.Token)
+}
+
+// TestStalledAnswerIsFenced runs the fenced branch of a refresh: WeChat's
+// answer, made deaf to cancellation, comes back after the holder's lease ran
+// out (and, in one case, after another holder took over and published).
+// The late holder's commit is refused with lease.ErrFenced, its token is
+// never published, and the published Version is not moved by it.
+func TestStalledAnswerIsFenced(t *testing.T) {
+	for _, takeover := range []bool{false, true} {
+		name := "lease ran out"
+		if takeover {
+			name = "another holder took over"
+		}
+		t.Run(name, func(t *testing.T) {
+			b := newBed(t, wechattest.Config{}) // frozen clock: the test moves it
+			a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
+			next := b.refresher("next")
+			events := &eventLog{}
+			var late, nextTok string
+			var nextErr error
+			stalled := b.refresher("stalled", events.observe, func(r *refresh.Refresher) {
+				r.WeChat = &hookedWeChat{WeChat: r.WeChat, fetch: func(ctx context.Context, call fetchFunc) (wechat.Token, error) {
+					tok, err := call(context.WithoutCancel(ctx))
+					late = tok.AccessToken
+					// The answer arrives after the lease ended.
+					b.sb.Clock().Advance(refresh.DefaultLeaseDuration + time.Second)
+					if takeover {
+						var res refresh.Result
+						res, nextErr = next.Refresh(context.WithoutCancel(ctx), a.Name, "")
+						nextTok = res.Token
+					}
+					return tok, err
+				}}
+			})
+			_, err := stalled.Refresh(ctxT(t), a.Name, "")
+			b.saw(late, nextTok)
+			if late == "" {
+				t.Fatal("setup: the stalled holder got no token from WeChat")
+			}
+			if !errors.Is(err, lease.ErrFenced) {
+				t.Errorf("late holder: got %v, want lease.ErrFenced", err)
+			}
+			if got := events.outcomes(); len(got) != 1 || got[0] != refresh.OutcomeFenced {
+				t.Errorf("late holder's events %v, want [%s]", got, refresh.OutcomeFenced)
+			}
+			pub, v, perr := tokenstore.New(ssm.NewFromConfig(b.cfg), b.prefix, "").Get(ctxT(t), a.Name)
+			b.saw(pub)
+			st := b.state(a.Name)
+			if !takeover {
+				if !errors.Is(perr, tokenstore.ErrNotFound) || st.Generation != 0 {
+					t.Errorf("after the fenced answer: published version %d (error %v), generation %d; want nothing published", v, perr, st.Generation)
+				}
+				return
+			}
+			if nextErr != nil {
+				t.Fatalf("next holder: %v", nextErr)
+			}
+			if perr != nil || pub != nextTok || pub == late || v != 1 {
+				t.Errorf("published version %d (error %v), next holder's token: %v, late token: %v; want the next holder's token as version 1",
+					v, perr, pub == nextTok, pub == late)
+			}
+			if st.Generation != 1 || st.Fingerprint != wechat.Fingerprint(nextTok) {
+				t.Errorf("generation %d fingerprint %s, want 1 and the next holder's %s", st.Generation, st.Fingerprint, wechat.Fingerprint(nextTok))
+			}
+		})
+	}
 }
 
 // TestLeaseFencing checks the DynamoDB conditions under the refresher: a

@@ -149,40 +149,58 @@ func TestScheduledRacesOnDemand(t *testing.T) {
 }
 
 // TestVerifyBeforeRefresh is issue test 7: a false claim that the published
-// token is invalid causes no refresh; a true one does.
+// token is invalid causes no refresh; a true one does. WeCom tokens are
+// checked and fetched through WeCom's APIs.
 func TestVerifyBeforeRefresh(t *testing.T) {
-	b := newBed(t, wechattest.Config{})
-	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Stable))
-	tok := publish(t, b, a.Name)
-	api := b.refresher("api")
-	before := b.sb.TokenCalls(a.AppID)
+	tests := []struct {
+		name      string
+		kind      registry.Kind
+		mode      registry.Mode
+		tokenPath string // the credential API the refresh must use
+	}{
+		{"offiaccount stable", registry.OfficialAccount, registry.Stable, wechattest.PathStableToken},
+		{"wecom", registry.WeCom, "", wechattest.PathGetToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBed(t, wechattest.Config{})
+			a := b.app(appNamed("shop", tt.kind, tt.mode))
+			tok := publish(t, b, a.Name)
+			api := b.refresher("api")
+			before := b.sb.TokenCalls(a.AppID)
+			beforePath := b.sb.Calls(tt.tokenPath, a.AppID)
 
-	res, err := api.Refresh(ctxT(t), a.Name, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Token != tok || res.Refreshed {
-		t.Errorf("false claim: got %v, want the same token, not refreshed", res)
-	}
-	if got := b.sb.TokenCalls(a.AppID) - before; got != 0 {
-		t.Errorf("false claim cost %d token calls, want 0", got)
-	}
-	if b.sb.Calls(wechattest.PathDomainIP, a.AppID) != 1 {
-		t.Errorf("the claim was not checked with WeChat exactly once")
-	}
+			res, err := api.Refresh(ctxT(t), a.Name, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Token != tok || res.Refreshed {
+				t.Errorf("false claim: got %v, want the same token, not refreshed", res)
+			}
+			if got := b.sb.TokenCalls(a.AppID) - before; got != 0 {
+				t.Errorf("false claim cost %d token calls, want 0", got)
+			}
+			if b.sb.Calls(wechattest.PathDomainIP, a.AppID) != 1 {
+				t.Errorf("the claim was not checked with WeChat exactly once")
+			}
 
-	b.sb.Revoke(a.AppID)
-	res, err = api.Refresh(ctxT(t), a.Name, tok)
-	if err != nil {
-		t.Fatal(err)
+			b.sb.Revoke(a.AppID)
+			res, err = api.Refresh(ctxT(t), a.Name, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Token == tok || !res.Refreshed || b.sb.Check(res.Token) != 0 {
+				t.Errorf("true claim: got %v, want a new valid token", res)
+			}
+			if got := b.sb.TokenCalls(a.AppID) - before; got != 1 {
+				t.Errorf("true claim cost %d token calls, want 1", got)
+			}
+			if got := b.sb.Calls(tt.tokenPath, a.AppID) - beforePath; got != 1 {
+				t.Errorf("true claim made %d calls to %s, want 1", got, tt.tokenPath)
+			}
+			b.saw(res.Token)
+		})
 	}
-	if res.Token == tok || !res.Refreshed || b.sb.Check(res.Token) != 0 {
-		t.Errorf("true claim: got %v, want a new valid token", res)
-	}
-	if got := b.sb.TokenCalls(a.AppID) - before; got != 1 {
-		t.Errorf("true claim cost %d token calls, want 1", got)
-	}
-	b.saw(res.Token)
 }
 
 // TestBudgetAndMinInterval is issue test 8: both refuse with the typed error
@@ -259,7 +277,9 @@ func TestBudgetAndMinInterval(t *testing.T) {
 }
 
 // TestRemovedAppStateIsCleanedUp: the state of an app whose registration was
-// deleted gets a TTL, DynamoDB's cleanup, and nothing else uses the TTL.
+// deleted gets a TTL, DynamoDB's cleanup, and nothing else uses the TTL; an
+// app registered again loses the TTL at its next refresh, so that DynamoDB
+// never deletes the live state (lease, generation, budget) of a served app.
 func TestRemovedAppStateIsCleanedUp(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
 	a := b.app(appNamed("gone", registry.OfficialAccount, registry.Stable))
@@ -279,5 +299,25 @@ func TestRemovedAppStateIsCleanedUp(t *testing.T) {
 	}
 	if st := b.state("kept"); !st.CleanupAt.IsZero() {
 		t.Errorf("a registered app's state got a TTL")
+	}
+
+	// Registered again: the next refresh of the app clears the TTL and
+	// keeps its history.
+	b.app(a)
+	before := b.state(a.Name)
+	b.sb.Clock().Advance(2*time.Hour - 4*time.Minute) // inside the stable window: due
+	if rep := mustRefreshDue(t, b.refresher("scheduler")); rep.Count("refreshed") != 2 {
+		t.Fatalf("outcomes %+v, want both apps refreshed", rep.Outcomes)
+	}
+	st := b.state(a.Name)
+	if !st.CleanupAt.IsZero() {
+		t.Errorf("the app registered again still has a TTL: DynamoDB deletes its state at %v", st.CleanupAt)
+	}
+	if st.Generation != before.Generation+1 {
+		t.Errorf("generation %d after the refresh, want %d", st.Generation, before.Generation+1)
+	}
+	mustRefreshDue(t, b.refresher("scheduler"))
+	if st := b.state(a.Name); !st.CleanupAt.IsZero() {
+		t.Errorf("a registered app's state got a TTL again: %v", st.CleanupAt)
 	}
 }

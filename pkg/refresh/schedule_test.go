@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
@@ -67,6 +69,10 @@ func TestDayOnTheSandboxClock(t *testing.T) {
 			if rotations < 10 {
 				t.Errorf("only %d rotations in a day; the token must be renewed about every 2 h", rotations)
 			}
+			// P9 must not cry wolf: nobody else fetched, so no drift.
+			if st := b.state(a.Name); st.DriftCount != 0 {
+				t.Errorf("%d drifts reported (last at +%v) in a day when only wxtoken fetched, want 0", st.DriftCount, st.LastDriftAt.Sub(start))
+			}
 			b.saw(prev)
 		})
 	}
@@ -79,9 +85,10 @@ func apiOf(m registry.Mode) wechattest.API {
 	return wechattest.Stable
 }
 
-// TestThousandApps is issue test 10: 1,000 registered apps are refreshed in
-// one scheduled run with bounded concurrency; three broken apps fail alone
-// and are reported.
+// TestThousandApps is issue test 10: 1,000 registered apps of every kind are
+// refreshed in one scheduled run with bounded concurrency (at most
+// Concurrency WeChat calls in flight, and more than one); three broken apps
+// fail alone and are reported.
 func TestThousandApps(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
 	const n = 1000
@@ -89,11 +96,14 @@ func TestThousandApps(t *testing.T) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := range apps {
-		mode := registry.Stable
-		if i%3 == 0 {
+		kind, mode := registry.OfficialAccount, registry.Stable
+		switch {
+		case i%5 == 1:
+			kind, mode = registry.WeCom, "" // the registry's default: gettoken
+		case i%3 == 0:
 			mode = registry.Classic
 		}
-		apps[i] = appNamed(fmt.Sprintf("app-%04d", i), registry.OfficialAccount, mode)
+		apps[i] = appNamed(fmt.Sprintf("app-%04d", i), kind, mode)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -118,7 +128,21 @@ func TestThousandApps(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := b.refresher("scheduler", func(r *refresh.Refresher) { r.Concurrency = 8 })
+	const concurrency = 8
+	var inFlight, peak atomic.Int64
+	r := b.refresher("scheduler", func(r *refresh.Refresher) {
+		r.Concurrency = concurrency
+		r.WeChat = &hookedWeChat{WeChat: r.WeChat, fetch: func(ctx context.Context, call fetchFunc) (wechat.Token, error) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for p := peak.Load(); n > p; p = peak.Load() {
+				if peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			return call(ctx)
+		}}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rep, err := r.RefreshDue(ctx)
@@ -126,6 +150,10 @@ func TestThousandApps(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "BENCH thousand-apps: %d apps refreshed in one scheduled run, concurrency 8, wall time %v\n", rep.Count("refreshed"), rep.Elapsed.Round(time.Millisecond))
+	t.Logf("at most %d WeChat calls in flight", peak.Load())
+	if p := peak.Load(); p > concurrency || p < 2 {
+		t.Errorf("at most %d WeChat calls were in flight at once, want 2..%d (Concurrency)", p, concurrency)
+	}
 
 	if rep.Apps != n+3 || rep.Count("refreshed") != n {
 		t.Errorf("%d apps listed, %d refreshed; want %d and %d", rep.Apps, rep.Count("refreshed"), n+3, n)
@@ -148,10 +176,23 @@ func TestThousandApps(t *testing.T) {
 	if len(broken) != 3 {
 		t.Errorf("broken apps reported: %v, want exactly the three", broken)
 	}
-	for _, i := range []int{0, 1, 499, 998, 999} {
+	for _, i := range []int{0, 1, 499, 996, 998, 999} {
 		tok, _ := b.published(apps[i].Name)
 		if b.sb.Check(tok) != 0 {
-			t.Errorf("%s: published token rejected", apps[i].Name)
+			t.Errorf("%s (%s): published token rejected", apps[i].Name, apps[i].Kind)
 		}
+	}
+	wecom := 0
+	for _, a := range apps {
+		want := 0
+		if a.Kind == registry.WeCom {
+			want, wecom = 1, wecom+1
+		}
+		if got := b.sb.Calls(wechattest.PathGetToken, a.AppID); got != want {
+			t.Errorf("%s (%s): %d gettoken calls, want %d", a.Name, a.Kind, got, want)
+		}
+	}
+	if wecom != n/5 {
+		t.Errorf("%d WeCom apps, want %d", wecom, n/5)
 	}
 }

@@ -379,18 +379,7 @@ func (c *Client) attempt(ctx context.Context, op, base, sensitive string, build 
 // sleep waits before retry n (0-based) with full jitter, and reports false
 // when ctx ends first or its deadline would pass during the wait.
 func (c *Client) sleep(ctx context.Context, n int) bool {
-	base, maxd := c.BaseDelay, c.MaxDelay
-	if base <= 0 {
-		base = DefaultBaseDelay
-	}
-	if maxd <= 0 {
-		maxd = DefaultMaxDelay
-	}
-	ceiling := maxd
-	if n < 30 && base<<n < maxd {
-		ceiling = base << n
-	}
-	d := rand.N(ceiling) + 1
+	d := c.backoff(n)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 		return false
 	}
@@ -402,6 +391,23 @@ func (c *Client) sleep(ctx context.Context, n int) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// backoff returns the delay before retry n (0-based): full jitter, a random
+// duration in (0, min(MaxDelay, BaseDelay·2^n)].
+func (c *Client) backoff(n int) time.Duration {
+	base, maxd := c.BaseDelay, c.MaxDelay
+	if base <= 0 {
+		base = DefaultBaseDelay
+	}
+	if maxd <= 0 {
+		maxd = DefaultMaxDelay
+	}
+	ceiling := maxd
+	if n < 30 && base<<n < maxd {
+		ceiling = base << n
+	}
+	return rand.N(ceiling) + 1
 }
 
 func (c *Client) logRetry(ctx context.Context, op, base string, attempt int, err error) {
