@@ -3,12 +3,15 @@ package lambdatest
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/leakscan"
 )
 
 // Build compiles the main package pkg (an import path or a ./relative path)
@@ -44,7 +47,8 @@ func (r *Runtime) Start(tb testing.TB, path string, env ...string) *Process {
 	p := &Process{exited: make(chan struct{})}
 	p.cmd = exec.Command(path)
 	p.cmd.Env = append(append(os.Environ(), r.Env()), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.output, &p.output
+	out := io.MultiWriter(&p.output, leakscan.Sink(tb, filepath.Base(filepath.Dir(path))))
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("lambdatest: start %s: %v", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/awstest"
+	"github.com/wxtoken/wxtoken/pkg/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
@@ -37,6 +39,7 @@ type bed struct {
 	table   string
 	prefix  string
 	logs    *syncBuffer
+	logw    io.Writer // logs, and the leak scan's sink
 	mu      sync.Mutex
 	secrets []string
 	seen    []string // tokens handed out, to look for in the logs
@@ -56,6 +59,7 @@ func newBed(t *testing.T, sbCfg wechattest.Config) *bed {
 		prefix: "/" + awstest.Name(t, "wx"),
 		logs:   &syncBuffer{},
 	}
+	b.logw = io.MultiWriter(b.logs, leakscan.Sink(t, "refresher"))
 	t.Cleanup(b.sb.Close)
 	t.Cleanup(b.scanLogs)
 	return b
@@ -112,7 +116,7 @@ func (b *bed) refresher(owner string, tune ...func(*refresh.Refresher)) *refresh
 			BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
 		Owner:  owner,
 		Now:    b.sb.Now,
-		Logger: slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("owner", owner),
+		Logger: slog.New(slog.NewJSONHandler(b.logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("owner", owner),
 	}
 	for _, f := range tune {
 		f(r)

@@ -37,6 +37,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/api"
 	"github.com/wxtoken/wxtoken/pkg/awstest"
+	"github.com/wxtoken/wxtoken/pkg/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
@@ -102,12 +103,17 @@ func New(tb testing.TB, opts Options, apps ...registry.App) *Stack {
 	for _, a := range apps {
 		s.Register(a)
 	}
+	// Logs go to the leak scan (pkg/leakscan) when it runs, at debug level.
+	logger := slog.New(slog.DiscardHandler)
+	if sink := leakscan.Sink(tb, "stack"); sink != io.Discard {
+		logger = slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s.Refresher = &refresh.Refresher{
 		Apps: registry.New(db, s.Table), Store: store, Leases: lease.New(db, s.Table),
-		WeChat: &wechat.Client{BaseURLs: []string{sb.URL}, WeComBaseURLs: []string{sb.URL}, Now: sb.Now, BaseDelay: time.Millisecond},
-		Owner:  "stacktest", Now: sb.Now,
+		WeChat: &wechat.Client{BaseURLs: []string{sb.URL}, WeComBaseURLs: []string{sb.URL}, Now: sb.Now, BaseDelay: time.Millisecond, Logger: logger},
+		Owner:  "stacktest", Now: sb.Now, Logger: logger,
 	}
-	h := api.New(s.Refresher, slog.New(slog.DiscardHandler))
+	h := api.New(s.Refresher, logger)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
 		if err := VerifySigV4(r); err != nil {

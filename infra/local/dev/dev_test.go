@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/awstest"
+	"github.com/wxtoken/wxtoken/pkg/leakscan"
 )
 
 type syncBuffer struct {
@@ -43,12 +45,13 @@ var (
 func TestDevTwice(t *testing.T) {
 	awstest.Config(t, awstest.DynamoDB, awstest.SSM)
 	state := t.TempDir()
+	sink := leakscan.Sink(t, "dev")
 	for round := 1; round <= 2; round++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &syncBuffer{}
 		done := make(chan error, 1)
 		go func() {
-			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-sandbox-addr", "127.0.0.1:0", "-state", state, "-every", "5s"}, out)
+			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-sandbox-addr", "127.0.0.1:0", "-state", state, "-every", "5s"}, io.MultiWriter(out, sink))
 		}()
 		var api, sandbox string
 		deadline := time.Now().Add(60 * time.Second)

@@ -47,6 +47,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/leakscan"
 )
 
 // Kind is the type of WeChat account an app is.
@@ -200,6 +202,7 @@ func (s *Sandbox) Config() Config { return s.cfg }
 // AddApp registers an app, or replaces the registration of the same appid
 // (keeping its tokens, as a secret reset in WeChat's console would).
 func (s *Sandbox) AddApp(a App) {
+	leakscan.Record(leakscan.Secret, a.Secret)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.apps[a.AppID]; ok {
@@ -495,6 +498,7 @@ func (s *Sandbox) serveBusiness(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sandbox) issueLocked(st *appState, api API, now time.Time) *tokenRec {
 	tok := newToken(s.cfg.TokenLength)
+	leakscan.Record(leakscan.Token, tok)
 	rec := &tokenRec{token: tok, appID: st.app.AppID, api: api, issuedAt: now, expiresAt: now.Add(s.cfg.TokenLifetime)}
 	s.tokens[tok] = rec
 	st.current[api] = rec
