@@ -181,7 +181,8 @@ type Refresher struct {
 	// timeout. LeaseMargin: the holder's work ends this long before it.
 	LeaseDuration, LeaseMargin time.Duration
 	// WaitTimeout bounds how long a caller waits for another's refresh;
-	// PollInterval is how often it looks.
+	// PollInterval is how often it looks at first (then less often, up to
+	// ten times as long).
 	WaitTimeout, PollInterval time.Duration
 	// StableWindow is WeChat's final window in which stable_token rotates;
 	// StableSlack how far inside it a stable refresh is due (so that a
@@ -336,8 +337,15 @@ var errNotDue = errors.New("refresh: not due")
 // done is false when the lease is free again and the caller should try to
 // take it.
 func (r *Refresher) await(ctx context.Context, a registry.App, q request, held lease.State, started time.Time) (Result, bool, error) {
+	// The interval grows by half each time, up to 10 PollIntervals: a burst
+	// of waiters reads the item often while a refresh usually finishes and
+	// rarely afterwards (a thousand waiters polling every 100 ms would be
+	// 10,000 reads a second of one item, past a DynamoDB partition's 3,000).
+	wait := r.pollInterval()
 	for {
-		if err := sleep(ctx, r.pollInterval()); err != nil {
+		err := sleep(ctx, wait)
+		wait = min(wait*3/2, 10*r.pollInterval())
+		if err != nil {
 			r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeLockTimeout})
 			return Result{}, true, fmt.Errorf("%w (app %s)", ErrLockTimeout, a.Name)
 		}
@@ -510,6 +518,14 @@ func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st leas
 	commit := lease.Commit{Fingerprint: tok.Fingerprint(), Mode: string(a.Mode), FetchedAt: tok.FetchedAt, ExpiresAt: tok.ExpiresAt, Fields: fields}
 	if err := r.Leases.Commit(work, a.Name, r.Owner, st.Generation, r.now(), commit); err != nil {
 		// Fenced: the lease ran out (P4). The token is dropped unpublished.
+		if !errors.Is(err, lease.ErrFenced) {
+			// Not fenced (DynamoDB throttled or unreachable): the lease is
+			// still ours. Give it back with the call it cost, rather than
+			// leave on-demand callers waiting for it to expire.
+			msg := "commit failed: " + err.Error()
+			fields.ClearError, fields.LastError, fields.LastErrorAt = false, &msg, r.now()
+			release()
+		}
 		log.ErrorContext(ctx, "lease lost before publishing; token discarded", "error", err.Error(), "fingerprint", tok.Fingerprint())
 		r.observe(ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFenced, CallsToday: calls, Drift: drift})
 		return Result{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
