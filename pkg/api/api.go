@@ -172,7 +172,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			aerr = &apiError{status: http.StatusNotFound, code: "not_found", message: "no such route; see POST /v1/apps/{app}/refresh, POST /v1/apps/{app}/force-refresh, GET /v1/apps/{app}"}
 		case !methodAllowed(rt, req.Method):
 			w.Header().Set("Allow", allowed(rt))
-			aerr = &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: req.Method + " is not allowed here; use " + allowed(rt)}
+			// The method is not quoted: through Lambda it is any string the event holds.
+			aerr = &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: "this method is not allowed here; use " + allowed(rt)}
 		case !registry.ValidName(rt.app):
 			aerr = &apiError{status: http.StatusBadRequest, code: "invalid_app_name", message: "app names are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"}
 		case rt.action == "refresh":
@@ -355,10 +356,14 @@ func describe(err error) string {
 	return "invalid JSON"
 }
 
+// isBlank reports whether body is empty or JSON whitespace only; other
+// white space (U+00A0, U+2028...) is no JSON and no empty body either.
+func isBlank(body []byte) bool { return len(bytes.Trim(body, " \t\r\n")) == 0 }
+
 // decodeRefresh reads the refresh body: empty, or {"stale_token": "..."}.
 func decodeRefresh(w http.ResponseWriter, req *http.Request) (string, *apiError) {
 	body, aerr := readBody(w, req)
-	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
+	if aerr != nil || isBlank(body) {
 		return "", aerr
 	}
 	in, aerr := object(body, "stale_token")
@@ -375,7 +380,7 @@ func decodeRefresh(w http.ResponseWriter, req *http.Request) (string, *apiError)
 // decodeEmpty accepts an empty body or {}.
 func decodeEmpty(w http.ResponseWriter, req *http.Request) *apiError {
 	body, aerr := readBody(w, req)
-	if aerr != nil || len(bytes.TrimSpace(body)) == 0 {
+	if aerr != nil || isBlank(body) {
 		return aerr
 	}
 	_, aerr = object(body)

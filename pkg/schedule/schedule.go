@@ -74,10 +74,22 @@ type Attention struct {
 // JSON object is accepted, so that an operator can run the function by hand
 // with {}.
 type event struct {
-	ID         string `json:"id"`
-	DetailType string `json:"detail-type"`
-	Source     string `json:"source"`
-	Time       string `json:"time"`
+	ID         string
+	DetailType string
+	Source     string
+	Time       string
+}
+
+// readEvent picks the logged fields out of an event's members. A member that
+// is not a string reads as "" rather than failing the run: any JSON object
+// is an event.
+func readEvent(members map[string]json.RawMessage) event {
+	str := func(name string) string {
+		var s string
+		_ = json.Unmarshal(members[name], &s)
+		return s
+	}
+	return event{ID: str("id"), DetailType: str("detail-type"), Source: str("source"), Time: str("time")}
 }
 
 // Handle runs one scheduled refresh, ending Headroom before ctx's deadline.
@@ -89,11 +101,12 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var ev event
+	var members map[string]json.RawMessage
 	trimmed := strings.TrimSpace(string(raw))
-	if !strings.HasPrefix(trimmed, "{") || json.Unmarshal(raw, &ev) != nil {
+	if !strings.HasPrefix(trimmed, "{") || json.Unmarshal(raw, &members) != nil {
 		return Summary{}, errors.New("schedule: the event is not a JSON object (expected an EventBridge scheduled event, or {} to run by hand)")
 	}
+	ev := readEvent(members)
 	log = log.With("event_id", ev.ID)
 	if ev.DetailType != "" && ev.DetailType != "Scheduled Event" {
 		log.WarnContext(ctx, "unexpected event type; running the scheduled refresh anyway", "detail_type", ev.DetailType, "source", ev.Source)
