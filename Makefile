@@ -116,9 +116,18 @@ $(NODE_DIR)/.installed: docs/consumers/package.json docs/consumers/package-lock.
 .PHONY: consumers-install
 consumers-install: $(NODE_DIR)/.installed ## install the consumer snippets' Node.js dependencies into .cache/node
 
+# The leak scan: the sandboxes record every token they issue and every secret
+# they are given, the harnesses copy the logs they capture, and everything
+# the suite prints (go test -v, the engines' logs) lands in $(SCAN_DIR);
+# infra/local/leakscan then fails if any token or secret appears in a log.
+SCAN_DIR := $(CACHE)/scan
+
 .PHONY: test
-test: testbed-install consumers-install lint ## the whole suite: lint, Go tests against the test bed, template checks, sam build
-	$(TESTBED) -- $(GO) test -race -count=1 -v ./...
+test: testbed-install consumers-install lint ## the whole suite: lint, Go tests against the test bed, leak scan of every log, template checks, sam build
+	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
+	$(TESTBED) -logdir $(SCAN_DIR)/engines -- env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) \
+		$(GO) test -race -count=1 -v ./... 2>&1 | tee $(SCAN_DIR)/go-test.log
+	$(GO) run ./infra/local/leakscan $(SCAN_DIR)
 	$(MAKE) sam-check
 
 .PHONY: sam-check
@@ -139,6 +148,21 @@ sam-check: $(VENV)/.installed build ## template checks (global and China) and sa
 			|| { echo "sam build and make build disagree for $$id" >&2; exit 1; }; \
 		echo "sam build == make build: $$id ($$(sha256sum < bin/$$fn/bootstrap | cut -c1-16))"; \
 	done
+
+# ---------------------------------------------------------------- benchmarks
+
+BENCH_DIR := $(CACHE)/bench
+FUZZTIME  ?= 60s
+
+.PHONY: bench
+bench: testbed-install ## the benchmarks, fault matrix and fuzzing; rewrites BENCHMARKS.md (about 15 minutes)
+	@rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR) && date +%s > $(BENCH_DIR)/.started
+	$(TESTBED) -- env WXTOKEN_BENCH_DIR=$(abspath $(BENCH_DIR)) \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 40m ./infra/local/bench ./functions 2>&1 | tee $(BENCH_DIR)/go-bench.txt
+	$(TESTBED) -- env WXTOKEN_BENCH_DIR=$(abspath $(BENCH_DIR)) \
+		$(GO) test -count=1 -run '^TestFaultMatrix$$' -v -timeout 10m ./pkg/refresh 2>&1 | tee $(BENCH_DIR)/faults.txt
+	FUZZTIME=$(FUZZTIME) GO=$(GO) infra/local/bench/fuzz.sh $(BENCH_DIR)
+	$(GO) run ./infra/local/benchreport -dir $(BENCH_DIR) -o BENCHMARKS.md -elapsed $$(( $$(date +%s) - $$(cat $(BENCH_DIR)/.started) ))s
 
 SANDBOX_ADDR ?= 127.0.0.1:8081
 .PHONY: sandbox

@@ -87,7 +87,8 @@ type Client struct {
 	Region      string
 	// MaxAge, ExpiryMargin and Lifetime tune the cache (see the defaults).
 	MaxAge, ExpiryMargin, Lifetime time.Duration
-	// Now is the clock; nil means time.Now.
+	// Now is the cache's clock; nil means time.Now. Signatures always use
+	// the wall clock.
 	Now func() time.Time
 
 	mu       sync.Mutex
@@ -337,7 +338,9 @@ func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error
 		return fmt.Errorf("client: refresh %s: credentials: %w", c.App, err)
 	}
 	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "execute-api", c.Region, c.now()); err != nil {
+	// The signature carries the wall clock, whatever Now says: AWS refuses
+	// a request signed more than 5 minutes away from its own clock.
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "execute-api", c.Region, time.Now()); err != nil {
 		return fmt.Errorf("client: refresh %s: sign: %w", c.App, err)
 	}
 	return nil
