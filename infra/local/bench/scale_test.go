@@ -130,17 +130,18 @@ const (
 )
 
 // dynamoUnits estimates request units: writes and conditional writes 1 WRU
-// each (items are under 1 KB); GetItem 0.5 RRU (eventually consistent);
-// Scan pages by the bytes returned, 0.5 RRU per 4 KB.
+// each (items are under 1 KB); GetItem 1 RRU (the lease and registry read
+// strongly consistent); a Scan 1 RRU per 4 KB of the answer (the scans
+// read the whole table and return all of it).
 func dynamoUnits(a awsCalls) (wru, rru float64) {
 	for op, c := range a.calls {
 		switch strings.TrimPrefix(op, "DynamoDB_20120810.") {
 		case "PutItem", "UpdateItem", "DeleteItem":
 			wru += float64(c)
 		case "GetItem":
-			rru += 0.5 * float64(c)
+			rru += float64(c)
 		case "Scan", "Query":
-			rru += math.Max(float64(c)*0.5, 0.5*math.Ceil(float64(a.bytes[op])/4096))
+			rru += math.Max(float64(c), math.Ceil(float64(a.bytes[op])/4096))
 		}
 	}
 	return wru, rru
@@ -225,11 +226,16 @@ func scaleSection(rows []scaleResult) string {
 		"plus %.0f refreshes per app a day, each costing what the run with every app due cost over the run with nothing due, per app. "+
 		"Prices (AWS list prices, us-east-1, on-demand; check the pricing pages before relying on them): "+
 		"Lambda arm64 $0.20 per million invocations and $0.0000133334 per GB-second at 128 MB, with this machine's wall time standing in for billed duration; "+
-		"DynamoDB on-demand $0.625 per million write units and $0.125 per million read units (writes of items under 1 KB at 1 unit, GetItem at 0.5, a Scan at 0.5 per 4 KB returned); "+
-		"KMS $0.03 per 10,000 requests (each SecureString read with decryption and each write, with the AWS-managed key alias/aws/ssm); "+
+		"DynamoDB on-demand $0.625 per million write units and $0.125 per million read units (writes of items under 1 KB at 1 unit, a strongly consistent GetItem at 1, a Scan at 1 per 4 KB returned); "+
+		"KMS $0.03 per 10,000 requests (each SecureString read with decryption and each write, with the AWS-managed key alias/aws/ssm; KMS's 20,000 free requests a month are not deducted); "+
 		"SSM Parameter Store standard parameters and standard throughput: no charge; CloudWatch Logs ingestion $0.50 per GB; "+
 		"EventBridge scheduled rules: no charge; API Gateway HTTP API $1.00 per million requests, for on-demand refreshes only (not in the figure). "+
-		"Business servers' own GetParameter reads are billed to them (KMS $0.03 per 10,000) and not counted here.\n\n", runsPerMonth, refreshesPerDay)
+		"Business servers' own GetParameter reads are billed to them (KMS $0.03 per 10,000) and not counted here. "+
+		"A run with nothing due still reads SSM for about a tenth of the apps: it compares each app's SSM version with the table every 10 minutes, spread over the runs (CheckEvery). "+
+		"The Lambda part is a lower bound: in AWS each call has a network round trip (and a refresh WeChat's, from the AWS Region), and Lambda's own START/END/REPORT log lines are not counted.\n\n"+
+		"**Not in the figure: CloudWatch metrics and alarms.** The functions publish Embedded Metric Format series per app (refreshes by outcome, calls today, and the remaining life of apps near expiry); "+
+		"each distinct series is a custom metric at $0.30 a month (prorated by the hours it receives data), so an app whose series are all active costs more in metrics than in everything above. "+
+		"The template's alarms cost $0.10 each a month, per stack.\n\n", runsPerMonth, refreshesPerDay)
 	nat := priceNATHour * hoursPerMonth
 	eip := pricePublicIPv4 * hoursPerMonth
 	fmt.Fprintf(&s, "**Fixed cost of a fixed egress IP** (infra/egress-vpc.yaml, only for apps whose WeChat IP whitelist needs it), not per app: "+

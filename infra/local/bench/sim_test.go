@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -47,14 +48,20 @@ var DaySim = SimConfig{
 
 // SimResult is what one strategy did over the simulated span.
 type SimResult struct {
-	Strategy                     string
-	TokenCalls                   int // WeChat credential calls (the sandbox's count)
-	Calls                        int // business calls the servers wanted to make
-	Attempts                     int // requests that reached WeChat (first tries and retries)
-	Rejected                     int // attempts answered 40001, 40014 or 42001
-	Rejected40001, Rejected42001 int
-	NoToken                      int // calls made without a token (none could be had)
-	Failed                       int // calls that failed in the end (after the strategy's retry)
+	Strategy   string
+	TokenCalls int // WeChat credential calls (the sandbox's count)
+	Calls      int // business calls the servers wanted to make
+	Attempts   int // requests that reached WeChat (first tries and retries)
+	// Rejected counts business calls whose request WeChat answered with
+	// 40001, 40014 or 42001 (first try; a retry's rejection is counted in
+	// Failed), by errcode.
+	Rejected                                    int
+	Rejected40001, Rejected42001, Rejected40014 int
+	// TokensIssued is how many tokens WeChat issued (token calls refused
+	// with 45009 issue none).
+	TokensIssued int
+	NoToken      int // calls made without a token (none could be had)
+	Failed       int // calls that failed in the end (after the strategy's retry)
 	// SharedGap is the longest stretch, sampled every SimConfig.Sample,
 	// in which the shared (published) token was not valid at WeChat; -1
 	// when the strategy has no shared token.
@@ -71,12 +78,12 @@ type SimResult struct {
 	Wall time.Duration
 }
 
-// RejectedShare is the share of attempts rejected with a token error.
+// RejectedShare is the share of business calls rejected with a token error.
 func (r SimResult) RejectedShare() float64 {
-	if r.Attempts == 0 {
+	if r.Calls == 0 {
 		return 0
 	}
-	return float64(r.Rejected) / float64(r.Attempts)
+	return float64(r.Rejected) / float64(r.Calls)
 }
 
 // strategy is one way of handing tokens to business servers.
@@ -140,11 +147,9 @@ func (q *eventQueue) Pop() any {
 	return e
 }
 
-// at schedules fn at t; events past the end are dropped.
+// at schedules fn at t. Arrivals, ticks and samples are only generated
+// before the end; a call in flight at the end finishes after it.
 func (w *sim) at(t time.Time, fn func()) {
-	if t.After(w.end) {
-		return
-	}
 	w.seq++
 	heap.Push(&w.q, &event{at: t, seq: w.seq, fn: fn})
 }
@@ -215,6 +220,7 @@ func runSim(tb testing.TB, cfg SimConfig, sb *wechattest.Server, appID string, s
 		}
 	}
 	w.res.TokenCalls = sb.TokenCalls(appID)
+	w.res.TokensIssued = sb.TokensIssued(appID)
 	w.res.Wall = time.Since(began)
 	return w.res
 }
@@ -258,15 +264,17 @@ func (w *sim) attempt(st strategy, s int, tok string, first bool, started time.T
 		w.after(lat-lat/2, func() {
 			switch {
 			case code == 0:
-				w.succeeded(s)
+				w.succeeded(s, started)
 				return
-			case tokenError(code):
+			case tokenError(code) && first:
 				w.res.Rejected++
 				switch code {
 				case 40001:
 					w.res.Rejected40001++
 				case 42001:
 					w.res.Rejected42001++
+				case 40014:
+					w.res.Rejected40014++
 				}
 			}
 			if !first || !tokenError(code) {
@@ -286,8 +294,10 @@ func (w *sim) attempt(st strategy, s int, tok string, first bool, started time.T
 
 func tokenError(code int) bool { return code == 40001 || code == 40014 || code == 42001 }
 
-func (w *sim) succeeded(s int) {
-	if since := w.failingSince[s]; !since.IsZero() {
+// succeeded ends server s's outage, unless the call started before the
+// outage did (a slow call that began earlier says nothing about it).
+func (w *sim) succeeded(s int, started time.Time) {
+	if since := w.failingSince[s]; !since.IsZero() && !started.Before(since) {
 		w.res.ServerOutage = max(w.res.ServerOutage, w.now().Sub(since))
 		w.failingSince[s] = time.Time{}
 	}
@@ -436,6 +446,8 @@ func (p *perServer) Tick(*sim)                  {}
 // (no lock), and a server that gets 40001/40014/42001 refreshes and retries
 // once without comparing the failing token with the cached one
 // (PowerWeChat's CheckTokenNeedRefresh; EasyWeChat 5.x). Last writer wins.
+// The cache keeps a token for expires_in from the answer's arrival, with no
+// margin, as PowerWeChat and EasyWeChat 6.x do (reference/anchors.md).
 type sharedNoCompare struct {
 	f     fetcher
 	tok   string
@@ -483,6 +495,6 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(p / 100 * float64(len(s)-1))
+	i := max(int(math.Ceil(p/100*float64(len(s))))-1, 0) // nearest rank
 	return s[i]
 }
