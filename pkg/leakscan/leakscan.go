@@ -146,8 +146,8 @@ type Summary struct {
 }
 
 // Scan looks for every needle recorded under dir in every other file under
-// dir. It fails when no needle was recorded (the recording is broken, so a
-// clean result would mean nothing).
+// dir. It fails when no needle was recorded or no harness log was captured
+// (the recording is broken, so a clean result would mean nothing).
 func Scan(dir string) ([]Finding, Summary, error) {
 	var sum Summary
 	tokens := map[string]bool{}      // aligned chunks of every token
@@ -214,6 +214,9 @@ func Scan(dir string) ([]Finding, Summary, error) {
 	})
 	if err != nil {
 		return nil, sum, fmt.Errorf("leakscan: %w", err)
+	}
+	if logs, _ := os.ReadDir(filepath.Join(dir, "logs")); len(logs) == 0 {
+		return nil, sum, errors.New("leakscan: no harness log was captured under logs/; are the sinks (leakscan.Sink) wired?")
 	}
 	return found, sum, nil
 }

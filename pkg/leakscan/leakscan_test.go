@@ -64,6 +64,15 @@ func TestScanWithoutNeedlesFails(t *testing.T) {
 	}
 }
 
+func TestScanWithoutHarnessLogsFails(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "needles", "n.txt"), "token\t"+strings.Repeat("0aB_c-D9", 10)+"\nsecret\tsecret-shop-0123456789\n")
+	mustWrite(t, filepath.Join(dir, "go-test.log"), "PASS\n")
+	if _, _, err := leakscan.Scan(dir); err == nil {
+		t.Error("a scan with no harness log passed")
+	}
+}
+
 func mustWrite(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -530,26 +528,10 @@ func (e *faultEnv) refresher(owner string, tune ...func(*refresh.Refresher)) *re
 			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
 		})
 	}
-	db := dynamodb.NewFromConfig(b.cfg, func(o *dynamodb.Options) {
-		o.BaseEndpoint, o.HTTPClient, o.Retryer = aws.String(e.ddb.URL), awshttp.NewBuildableClient(), retryer()
-	})
-	sc := ssm.NewFromConfig(b.cfg, func(o *ssm.Options) {
-		o.BaseEndpoint, o.HTTPClient, o.Retryer = aws.String(e.ssmp.URL), awshttp.NewBuildableClient(), retryer()
-	})
-	r := &refresh.Refresher{
-		Apps:   registry.New(db, b.table),
-		Store:  tokenstore.New(sc, b.prefix, ""),
-		Leases: lease.New(db, b.table),
-		WeChat: &wechat.Client{BaseURLs: []string{e.wx.URL}, WeComBaseURLs: []string{e.wx.URL}, Now: b.sb.Now,
-			BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-		Owner:  owner,
-		Now:    b.sb.Now,
-		Logger: slog.New(slog.NewJSONHandler(b.logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("owner", owner),
-	}
-	for _, f := range tune {
-		f(r)
-	}
-	return r
+	return b.refresherVia(owner, e.wx.URL,
+		func(o *dynamodb.Options) { o.BaseEndpoint, o.Retryer = aws.String(e.ddb.URL), retryer() },
+		func(o *ssm.Options) { o.BaseEndpoint, o.Retryer = aws.String(e.ssmp.URL), retryer() },
+		tune...)
 }
 
 // clear ends every injected fault.

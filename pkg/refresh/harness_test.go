@@ -105,14 +105,30 @@ func (b *bed) putItem(a registry.App) {
 // refresher returns a refresher with SDK clients and an HTTP pool of its own,
 // as a separate Lambda instance would have.
 func (b *bed) refresher(owner string, tune ...func(*refresh.Refresher)) *refresh.Refresher {
-	own := func(o *dynamodb.Options) { o.HTTPClient = awshttp.NewBuildableClient() }
-	ownSSM := func(o *ssm.Options) { o.HTTPClient = awshttp.NewBuildableClient() }
-	db := dynamodb.NewFromConfig(b.cfg, own)
+	return b.refresherVia(owner, b.sb.URL, nil, nil, tune...)
+}
+
+// refresherVia is refresher with WeChat at wechatURL and the SDK clients'
+// options amended by ddbOpt and ssmOpt (nil: none), for tests that put a
+// proxy in between.
+func (b *bed) refresherVia(owner, wechatURL string, ddbOpt func(*dynamodb.Options), ssmOpt func(*ssm.Options), tune ...func(*refresh.Refresher)) *refresh.Refresher {
+	db := dynamodb.NewFromConfig(b.cfg, func(o *dynamodb.Options) {
+		o.HTTPClient = awshttp.NewBuildableClient()
+		if ddbOpt != nil {
+			ddbOpt(o)
+		}
+	})
+	sc := ssm.NewFromConfig(b.cfg, func(o *ssm.Options) {
+		o.HTTPClient = awshttp.NewBuildableClient()
+		if ssmOpt != nil {
+			ssmOpt(o)
+		}
+	})
 	r := &refresh.Refresher{
 		Apps:   registry.New(db, b.table),
-		Store:  tokenstore.New(ssm.NewFromConfig(b.cfg, ownSSM), b.prefix, ""),
+		Store:  tokenstore.New(sc, b.prefix, ""),
 		Leases: lease.New(db, b.table),
-		WeChat: &wechat.Client{BaseURLs: []string{b.sb.URL}, WeComBaseURLs: []string{b.sb.URL}, Now: b.sb.Now,
+		WeChat: &wechat.Client{BaseURLs: []string{wechatURL}, WeComBaseURLs: []string{wechatURL}, Now: b.sb.Now,
 			BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
 		Owner:  owner,
 		Now:    b.sb.Now,

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func availabilitySection(cfg SimConfig, rs []SimResult, elapsed time.Duration) s
 				ev = append(ev, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "refresher:"), v))
 			}
 		}
-		sortStrings(ev)
+		slices.Sort(ev)
 		fmt.Fprintf(&b, "; refresher outcomes: %s.\n", strings.Join(ev, ", "))
 	}
 	return b.String()

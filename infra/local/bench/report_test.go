@@ -3,7 +3,6 @@ package bench_test
 import (
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 )
 
@@ -26,5 +25,3 @@ func writeSection(tb testing.TB, name, text string) {
 		tb.Fatal(err)
 	}
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
