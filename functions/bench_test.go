@@ -38,10 +38,10 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/api"
-	"github.com/wxtoken/wxtoken/pkg/lambdatest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/schedule"
-	"github.com/wxtoken/wxtoken/pkg/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 )
 
 // lambdaFlags are the Makefile's LAMBDA_FLAGS as go build arguments, and
@@ -573,7 +573,7 @@ func writeReport(b *testing.B) {
 	fmt.Fprintf(&w, "Sizes are of the linux/arm64 `bootstrap` that `make build` makes (CGO_ENABLED=0, `%s`). "+
 		"Start-to-ready and peak RSS are measured on this %d-CPU %s machine, on a %s build with the same flags "+
 		"(%s), so they stand for arm64 only approximately. ", makeLambdaFlags, runtime.NumCPU(), host, host, runtime.Version())
-	fmt.Fprintf(&w, "Ready means the process's first poll of the Runtime API's `invocation/next` (pkg/lambdatest), "+
+	fmt.Fprintf(&w, "Ready means the process's first poll of the Runtime API's `invocation/next` (pkg/testsupport/lambdatest), "+
 		"timed from just before fork/exec; it includes config.Load (AWS SDK default configuration and clients, no network call). "+
 		"Peak RSS is the \"Maximum resident set size\" that `%s -v` reports for the process after N invocations "+
 		"(median of %d runs, min – max) "+

@@ -1,6 +1,6 @@
 // Package functions_test runs the two Lambda entry points end to end: the
 // built `bootstrap` binaries as processes under the Lambda Runtime API
-// stand-in of pkg/lambdatest, against DynamoDB Local, moto and the WeChat
+// stand-in of pkg/testsupport/lambdatest, against DynamoDB Local, moto and the WeChat
 // sandbox, fed by every sample in events/.
 package functions_test
 
@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/wxtoken/wxtoken/pkg/awstest"
-	"github.com/wxtoken/wxtoken/pkg/lambdatest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
-	"github.com/wxtoken/wxtoken/pkg/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 

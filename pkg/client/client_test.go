@@ -15,7 +15,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/registry"
-	"github.com/wxtoken/wxtoken/pkg/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
@@ -26,7 +26,7 @@ var creds = stacktest.Creds
 
 const region = stacktest.Region
 
-// local is the local stack a business server talks to (pkg/stacktest),
+// local is the local stack a business server talks to (pkg/testsupport/stacktest),
 // plus a count of the client's SSM reads.
 type local struct {
 	*stacktest.Stack

@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/wxtoken/wxtoken/pkg/awstest"
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -733,7 +733,7 @@ func faultTable(rs []faultResult) string {
 	sb.WriteString("## Fault matrix\n\n")
 	sb.WriteString("Each row is one scenario of `TestFaultMatrix` (pkg/refresh/faults_test.go) on the WeChat sandbox's frozen clock: " +
 		"the scheduled refresher (default settings; AWS SDK standard retryer with its backoff cut to 1 ms) runs every simulated minute " +
-		"from 10 min before the fault against DynamoDB Local and moto through a fault-injecting proxy (pkg/awstest/proxy.go), " +
+		"from 10 min before the fault against DynamoDB Local and moto through a fault-injecting proxy (pkg/testsupport/awstest/proxy.go), " +
 		"the SSM parameter is read after every run and the token it holds is checked against the sandbox every simulated 10 s, " +
 		"E is the expiry of the token published at the start (a classic token is due at E−20 min, a stable one at E−4.5 min), " +
 		"a run counts as recovered when WeChat's current token is published, valid, recorded in the table, not overdue and nothing is leased or blocked, " +

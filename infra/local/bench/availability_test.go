@@ -15,7 +15,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
-	"github.com/wxtoken/wxtoken/pkg/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )

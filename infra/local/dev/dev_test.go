@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxtoken/wxtoken/pkg/awstest"
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
 
 type syncBuffer struct {

@@ -1,5 +1,5 @@
 // Command leakscan looks for every token and secret the test suite's WeChat
-// sandboxes recorded in every log the suite wrote (pkg/leakscan). `make
+// sandboxes recorded in every log the suite wrote (pkg/testsupport/leakscan). `make
 // test` runs it after the Go tests:
 //
 //	go run ./infra/local/leakscan DIR
@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
 
 func main() {

@@ -48,7 +48,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
 
 // Kind is the type of WeChat account an app is.

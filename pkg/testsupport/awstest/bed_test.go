@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/wxtoken/wxtoken/pkg/awstest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 )
 
 // TestDynamoDBConditionalPut proves the primitive the refresh lease is built

@@ -4,7 +4,7 @@
 // HTTP API handler behind a server that checks SigV4 signatures as API
 // Gateway does and counts requests.
 //
-// Like pkg/awstest, it skips (or, under `make test`, fails) when the test
+// Like pkg/testsupport/awstest, it skips (or, under `make test`, fails) when the test
 // bed's engines are not running.
 package stacktest
 
@@ -36,11 +36,11 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/api"
-	"github.com/wxtoken/wxtoken/pkg/awstest"
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -103,7 +103,7 @@ func New(tb testing.TB, opts Options, apps ...registry.App) *Stack {
 	for _, a := range apps {
 		s.Register(a)
 	}
-	// Logs go to the leak scan (pkg/leakscan) when it runs, at debug level.
+	// Logs go to the leak scan (pkg/testsupport/leakscan) when it runs, at debug level.
 	logger := slog.New(slog.DiscardHandler)
 	if sink := leakscan.Sink(tb, "stack"); sink != io.Discard {
 		logger = slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))

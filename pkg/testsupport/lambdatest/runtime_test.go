@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxtoken/wxtoken/pkg/lambdatest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 )
 
 // TestCloseWithPendingPoll is the regression test for a hang seen in CI: a

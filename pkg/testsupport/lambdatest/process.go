@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
 
 // Build compiles the main package pkg (an import path or a ./relative path)

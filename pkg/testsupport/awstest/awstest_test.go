@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wxtoken/wxtoken/pkg/awstest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 )
 
 // recorder is a testing.TB that records Skip and Fatalf (the calls Config

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wxtoken/wxtoken/pkg/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
 
 func TestScan(t *testing.T) {
