@@ -16,6 +16,10 @@
 //	version           N  SSM Version holding the committed token (0: publish pending)
 //	fingerprint       S  short hash of the committed token (never the token)
 //	mode              S  credential API of the committed token: stable, classic, wecom
+//	appid             S  account (appid or corpid) the committed token belongs to
+//	kind              S  kind of that account: offiaccount, miniprogram, wecom
+//	pending           S  the committed token while it is not yet in SSM (version 0),
+//	                     sealed by the caller (never a plain token); removed by Confirm
 //	fetched_at        N  when the request that obtained it was sent
 //	expires_at        N  fetched_at + expires_in
 //	lease_owner       S  owner id of the current lease holder
@@ -24,7 +28,10 @@
 //	last_errcode      N  WeChat errcode of the last error, if any
 //	last_error_class  S  wechat.Class of the last error
 //	last_error_at     N  when it happened
-//	blocked_until     N  no automatic WeChat call before this (quota, config error)
+//	blocked_until     N  no normal-mode WeChat call before this (quota, config error)
+//	force_blocked_until N no forced call (stable force_refresh) before this
+//	blocked_secret_version N version of the secret whose use caused a config block;
+//	                     a newer secret ends the block
 //	calls_day         S  Beijing date calls_today counts
 //	calls_today       N  WeChat credential calls made by wxtoken that day
 //	last_on_demand_at N  last on-demand refresh that called WeChat
@@ -38,7 +45,8 @@
 //	                     Acquire removes it (the app is registered again)
 //
 // Errors wrap the SDK's; ErrHeld and ErrFenced are returned (wrapped) when a
-// condition fails.
+// condition fails, and ErrUnavailable marks throttling and other errors a
+// later attempt may not see.
 package lease
 
 import (
@@ -70,11 +78,16 @@ type DynamoDB interface {
 
 // State is an app's lease and token metadata.
 type State struct {
-	App            string
-	Generation     int64
-	Version        int64
-	Fingerprint    string
-	Mode           string
+	App         string
+	Generation  int64
+	Version     int64
+	Fingerprint string
+	Mode        string
+	AppID       string
+	Kind        string
+	// Pending is the committed token, sealed by the refresher, while it is
+	// not yet published (Version 0).
+	Pending        string
 	FetchedAt      time.Time
 	ExpiresAt      time.Time
 	LeaseOwner     string
@@ -84,14 +97,19 @@ type State struct {
 	LastErrorClass string
 	LastErrorAt    time.Time
 	BlockedUntil   time.Time
-	CallsDay       string
-	CallsToday     int
-	LastOnDemandAt time.Time
-	VerifiedFP     string
-	VerifiedAt     time.Time
-	DriftCount     int
-	LastDriftAt    time.Time
-	UpdatedAt      time.Time
+	// ForceBlockedUntil pauses forced calls only (the force_refresh limit).
+	ForceBlockedUntil time.Time
+	// BlockedSecretVersion is the SSM version of the secret in use when a
+	// configuration error paused calls (0: not such a pause).
+	BlockedSecretVersion int64
+	CallsDay             string
+	CallsToday           int
+	LastOnDemandAt       time.Time
+	VerifiedFP           string
+	VerifiedAt           time.Time
+	DriftCount           int
+	LastDriftAt          time.Time
+	UpdatedAt            time.Time
 	// CleanupAt is when DynamoDB's TTL may delete the item (zero: never).
 	CleanupAt time.Time
 }
@@ -120,7 +138,7 @@ func key(app string) map[string]types.AttributeValue {
 func (t *Table) Get(ctx context.Context, app string) (State, error) {
 	out, err := t.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(t.name), Key: key(app), ConsistentRead: aws.Bool(true)})
 	if err != nil {
-		return State{}, fmt.Errorf("lease: get %s: %w", app, err)
+		return State{}, fmt.Errorf("lease: get %s: %w", app, unavailable(err))
 	}
 	st := decode(out.Item)
 	st.App = app
@@ -156,7 +174,7 @@ func (t *Table) Acquire(ctx context.Context, app, owner string, now, until time.
 			}
 			return st, fmt.Errorf("lease: acquire %s: %w (owner %s until %s)", app, ErrHeld, st.LeaseOwner, st.LeaseUntil.UTC().Format(time.RFC3339Nano))
 		}
-		return State{}, fmt.Errorf("lease: acquire %s: %w", app, err)
+		return State{}, fmt.Errorf("lease: acquire %s: %w", app, unavailable(err))
 	}
 	st := decode(out.Attributes)
 	st.App = app
@@ -173,6 +191,17 @@ func (t *Table) Commit(ctx context.Context, app, owner string, fromGen int64, no
 	u.set("version", num(0))
 	u.set("fingerprint", str(c.Fingerprint))
 	u.set("mode", str(c.Mode))
+	if c.AppID != "" {
+		u.set("appid", str(c.AppID))
+	}
+	if c.Kind != "" {
+		u.set("kind", str(c.Kind))
+	}
+	if c.Pending != "" {
+		u.set("pending", str(c.Pending))
+	} else {
+		u.remove("pending")
+	}
 	u.set("fetched_at", ms(c.FetchedAt))
 	u.set("expires_at", ms(c.ExpiresAt))
 	u.set("updated_at", ms(now))
@@ -191,7 +220,7 @@ func (t *Table) Commit(ctx context.Context, app, owner string, fromGen int64, no
 		if errors.As(err, &ccf) {
 			return fmt.Errorf("lease: commit %s generation %d: %w", app, fromGen+1, ErrFenced)
 		}
-		return fmt.Errorf("lease: commit %s generation %d: %w", app, fromGen+1, err)
+		return fmt.Errorf("lease: commit %s generation %d: %w", app, fromGen+1, unavailable(err))
 	}
 	return nil
 }
@@ -200,18 +229,25 @@ func (t *Table) Commit(ctx context.Context, app, owner string, fromGen int64, no
 type Commit struct {
 	Fingerprint string
 	Mode        string
-	FetchedAt   time.Time
-	ExpiresAt   time.Time
+	// AppID and Kind name the account the token belongs to.
+	AppID string
+	Kind  string
+	// Pending, when set, is the sealed token, kept until Confirm records
+	// that SSM holds it.
+	Pending   string
+	FetchedAt time.Time
+	ExpiresAt time.Time
 	// Fields are recorded in the same write.
 	Fields Fields
 }
 
 // Confirm records the SSM version that holds generation gen's token, if the
-// generation is still gen (ErrFenced otherwise).
+// generation is still gen (ErrFenced otherwise), and drops the sealed copy.
 func (t *Table) Confirm(ctx context.Context, app string, gen, version int64, now time.Time) error {
 	u := newUpdate()
 	u.set("version", num(version))
 	u.set("updated_at", ms(now))
+	u.remove("pending")
 	u.names["#gen"] = "generation"
 	u.values[":gen"] = num(gen)
 	if _, err := t.client.UpdateItem(ctx, u.input(t.name, app, "#gen = :gen")); err != nil {
@@ -219,7 +255,7 @@ func (t *Table) Confirm(ctx context.Context, app string, gen, version int64, now
 		if errors.As(err, &ccf) {
 			return fmt.Errorf("lease: confirm %s generation %d: %w", app, gen, ErrFenced)
 		}
-		return fmt.Errorf("lease: confirm %s generation %d: %w", app, gen, err)
+		return fmt.Errorf("lease: confirm %s generation %d: %w", app, gen, unavailable(err))
 	}
 	return nil
 }
@@ -232,14 +268,19 @@ type Fields struct {
 	LastErrorClass *string
 	LastErrorAt    time.Time
 	ClearError     bool // remove last_error* (after a success)
-	BlockedUntil   *time.Time
-	CallsDay       *string
-	CallsToday     *int
-	LastOnDemandAt time.Time
-	VerifiedFP     *string
-	VerifiedAt     time.Time
-	DriftCount     *int
-	LastDriftAt    time.Time
+	// ClearBlocks removes every pause (blocked_until, force_blocked_until,
+	// blocked_secret_version): a success ends them all.
+	ClearBlocks          bool
+	BlockedUntil         *time.Time
+	ForceBlockedUntil    *time.Time
+	BlockedSecretVersion *int64
+	CallsDay             *string
+	CallsToday           *int
+	LastOnDemandAt       time.Time
+	VerifiedFP           *string
+	VerifiedAt           time.Time
+	DriftCount           *int
+	LastDriftAt          time.Time
 }
 
 func (f Fields) apply(u *update) {
@@ -258,8 +299,17 @@ func (f Fields) apply(u *update) {
 	if !f.LastErrorAt.IsZero() {
 		u.set("last_error_at", ms(f.LastErrorAt))
 	}
+	if f.ClearBlocks {
+		u.remove("blocked_until", "force_blocked_until", "blocked_secret_version")
+	}
 	if f.BlockedUntil != nil {
 		u.set("blocked_until", ms(*f.BlockedUntil))
+	}
+	if f.ForceBlockedUntil != nil {
+		u.set("force_blocked_until", ms(*f.ForceBlockedUntil))
+	}
+	if f.BlockedSecretVersion != nil {
+		u.set("blocked_secret_version", num(*f.BlockedSecretVersion))
 	}
 	if f.CallsDay != nil {
 		u.set("calls_day", str(*f.CallsDay))
@@ -299,7 +349,7 @@ func (t *Table) Release(ctx context.Context, app, owner string, now time.Time, f
 		if errors.As(err, &ccf) {
 			return fmt.Errorf("lease: release %s: %w", app, ErrFenced)
 		}
-		return fmt.Errorf("lease: release %s: %w", app, err)
+		return fmt.Errorf("lease: release %s: %w", app, unavailable(err))
 	}
 	return nil
 }
@@ -315,7 +365,7 @@ func (t *Table) Expire(ctx context.Context, app string, now, at time.Time) error
 	_, err := t.client.UpdateItem(ctx, u.input(t.name, app, "attribute_not_exists(#lu) OR #lu <= :now"))
 	var ccf *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("lease: expire %s: %w", app, err)
+		return fmt.Errorf("lease: expire %s: %w", app, unavailable(err))
 	}
 	return nil
 }
@@ -333,7 +383,7 @@ func (t *Table) List(ctx context.Context) ([]State, error) {
 			ConsistentRead:            aws.Bool(true),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("lease: list: %w", err)
+			return nil, fmt.Errorf("lease: list: %w", unavailable(err))
 		}
 		for _, item := range page.Items {
 			st := decode(item)
@@ -438,27 +488,32 @@ func decode(item map[string]types.AttributeValue) State {
 		return time.Time{}
 	}
 	return State{
-		Generation:     n("generation"),
-		Version:        n("version"),
-		Fingerprint:    s("fingerprint"),
-		Mode:           s("mode"),
-		FetchedAt:      t("fetched_at"),
-		ExpiresAt:      t("expires_at"),
-		LeaseOwner:     s("lease_owner"),
-		LeaseUntil:     t("lease_until"),
-		LastError:      s("last_error"),
-		LastErrCode:    int(n("last_errcode")),
-		LastErrorClass: s("last_error_class"),
-		LastErrorAt:    t("last_error_at"),
-		BlockedUntil:   t("blocked_until"),
-		CallsDay:       s("calls_day"),
-		CallsToday:     int(n("calls_today")),
-		LastOnDemandAt: t("last_on_demand_at"),
-		VerifiedFP:     s("verified_fp"),
-		VerifiedAt:     t("verified_at"),
-		DriftCount:     int(n("drift_count")),
-		LastDriftAt:    t("last_drift_at"),
-		UpdatedAt:      t("updated_at"),
-		CleanupAt:      unixOrZero(n("ttl")),
+		Generation:           n("generation"),
+		Version:              n("version"),
+		Fingerprint:          s("fingerprint"),
+		Mode:                 s("mode"),
+		AppID:                s("appid"),
+		Kind:                 s("kind"),
+		Pending:              s("pending"),
+		FetchedAt:            t("fetched_at"),
+		ExpiresAt:            t("expires_at"),
+		LeaseOwner:           s("lease_owner"),
+		LeaseUntil:           t("lease_until"),
+		LastError:            s("last_error"),
+		LastErrCode:          int(n("last_errcode")),
+		LastErrorClass:       s("last_error_class"),
+		LastErrorAt:          t("last_error_at"),
+		BlockedUntil:         t("blocked_until"),
+		ForceBlockedUntil:    t("force_blocked_until"),
+		BlockedSecretVersion: n("blocked_secret_version"),
+		CallsDay:             s("calls_day"),
+		CallsToday:           int(n("calls_today")),
+		LastOnDemandAt:       t("last_on_demand_at"),
+		VerifiedFP:           s("verified_fp"),
+		VerifiedAt:           t("verified_at"),
+		DriftCount:           int(n("drift_count")),
+		LastDriftAt:          t("last_drift_at"),
+		UpdatedAt:            t("updated_at"),
+		CleanupAt:            unixOrZero(n("ttl")),
 	}
 }

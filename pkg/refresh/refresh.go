@@ -43,7 +43,8 @@ type Store interface {
 	GetVersion(ctx context.Context, app string, version int64) (string, error)
 	Version(ctx context.Context, app string) (int64, error)
 	Put(ctx context.Context, app, token string) (int64, error)
-	Secret(ctx context.Context, app string) (string, error)
+	Secret(ctx context.Context, app string) (string, int64, error)
+	SecretVersion(ctx context.Context, app string) (int64, error)
 }
 
 // Leases is what the refresher needs of the lease table.
@@ -602,7 +603,7 @@ func (r *Refresher) due(a registry.App, st lease.State, cur Result, now time.Tim
 }
 
 func (r *Refresher) fetch(ctx context.Context, a registry.App, forced bool) (wechat.Token, error) {
-	secret, err := r.Store.Secret(ctx, a.Name)
+	secret, _, err := r.Store.Secret(ctx, a.Name)
 	if err != nil {
 		return wechat.Token{}, err
 	}

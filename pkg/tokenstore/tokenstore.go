@@ -7,7 +7,9 @@
 // {prefix}/{app}/secret.
 //
 // Errors wrap the SDK's and name the parameter, never its value; ErrNotFound
-// is returned (wrapped) when a parameter or version does not exist.
+// is returned (wrapped) when a parameter or version does not exist, and
+// ErrUnavailable marks throttling and other errors a later attempt may not
+// see.
 package tokenstore
 
 import (
@@ -99,9 +101,16 @@ func (s *Store) Version(ctx context.Context, app string) (int64, error) {
 	return v, err
 }
 
-// Secret returns the app's secret.
-func (s *Store) Secret(ctx context.Context, app string) (string, error) {
-	v, _, err := s.get(ctx, s.SecretName(app), true)
+// Secret returns the app's secret and the Version of its parameter (a new
+// version means the operator replaced the secret).
+func (s *Store) Secret(ctx context.Context, app string) (string, int64, error) {
+	return s.get(ctx, s.SecretName(app), true)
+}
+
+// SecretVersion returns the Version of the app's secret parameter without
+// decrypting it.
+func (s *Store) SecretVersion(ctx context.Context, app string) (int64, error) {
+	_, v, err := s.get(ctx, s.SecretName(app), false)
 	return v, err
 }
 
@@ -124,5 +133,5 @@ func translate(err error) error {
 	if errors.As(err, &nf) || errors.As(err, &vnf) {
 		return errors.Join(ErrNotFound, err)
 	}
-	return err
+	return unavailable(err)
 }

@@ -117,8 +117,17 @@ func TestSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Secret(ctx, "shop"); err != nil || got != secret {
-		t.Errorf("Secret: matches %v (error %v), want the operator's secret", got == secret, err)
+	got, v, err := s.Secret(ctx, "shop")
+	if err != nil || got != secret || v != 1 {
+		t.Errorf("Secret: matches %v, version %d (error %v), want the operator's secret at version 1", got == secret, v, err)
+	}
+	// The operator replaces the secret: a new version, readable without decryption.
+	if _, err := client.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.SecretName("shop")), Value: aws.String(secret + "-new"),
+		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.SecretVersion(ctx, "shop"); err != nil || v != 2 {
+		t.Errorf("SecretVersion after a replacement = %d (error %v), want 2", v, err)
 	}
 }
 
