@@ -670,9 +670,9 @@ func (s dyingStore) Put(ctx context.Context, app, token string) (int64, error) {
 	return s.Store.Put(ctx, app, token)
 }
 
-func (s dyingStore) Secret(ctx context.Context, app string) (string, error) {
+func (s dyingStore) Secret(ctx context.Context, app string) (string, int64, error) {
 	if err := s.k.check(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	return s.Store.Secret(ctx, app)
 }
