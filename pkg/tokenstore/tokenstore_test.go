@@ -148,7 +148,8 @@ func TestNotFound(t *testing.T) {
 	}{
 		{"Get", func() error { _, _, err := s.Get(ctx, "nobody"); return err }, s.TokenName("nobody")},
 		{"Version", func() error { _, err := s.Version(ctx, "nobody"); return err }, s.TokenName("nobody")},
-		{"Secret", func() error { _, err := s.Secret(ctx, "shop"); return err }, s.SecretName("shop")},
+		{"Secret", func() error { _, _, err := s.Secret(ctx, "shop"); return err }, s.SecretName("shop")},
+		{"SecretVersion", func() error { _, err := s.SecretVersion(ctx, "shop"); return err }, s.SecretName("shop")},
 		{"GetVersion of a missing parameter", func() error { _, err := s.GetVersion(ctx, "nobody", 1); return err }, s.TokenName("nobody")},
 		{"GetVersion of a missing version", func() error { _, err := s.GetVersion(ctx, "shop", 7); return err }, s.TokenName("shop")},
 	}
