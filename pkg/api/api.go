@@ -387,13 +387,11 @@ func decodeEmpty(w http.ResponseWriter, req *http.Request) *apiError {
 	return aerr
 }
 
-// classify chooses the answer to an error of the refresher.
+// classify chooses the answer to an error of the refresher: 404 for an
+// unknown app, 429 with the current token for a refusal, and otherwise what
+// the refresh policy decides for the error's class (refresh.Decide).
 func classify(err error) *apiError {
-	var (
-		refused *refresh.RefusedError
-		failed  *refresh.FailedError
-		we      *wechat.Error
-	)
+	var refused *refresh.RefusedError
 	switch {
 	case errors.Is(err, refresh.ErrUnknownApp):
 		return &apiError{status: http.StatusNotFound, code: "unknown_app", message: "no such app is registered (or it is disabled)"}
@@ -412,26 +410,13 @@ func classify(err error) *apiError {
 			a.current = &cur
 		}
 		return a
-	case errors.As(err, &failed) && failed.ErrCode != 0:
-		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: failed.ErrCode, cause: err,
-			message: fmt.Sprintf("the refresh in progress failed: WeChat answered errcode %d", failed.ErrCode)}
-	case errors.As(err, &failed) && failed.Class == wechat.ClassRetryable.String():
-		return &apiError{status: http.StatusBadGateway, code: "wechat_unavailable", cause: err, retryAfter: 5 * time.Second,
-			message: "the refresh in progress could not reach WeChat; the last good token stays published"}
-	case errors.As(err, &we):
-		return &apiError{status: http.StatusBadGateway, code: "wechat_error", errcode: we.Code, cause: err,
-			message: "WeChat refused the token request: " + we.Error()}
-	case errors.Is(err, refresh.ErrLockTimeout):
-		return &apiError{status: http.StatusServiceUnavailable, code: "refresh_in_progress", retryAfter: time.Second, cause: err,
-			message: "another refresh of this app is in progress and did not finish in time; retry shortly"}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &apiError{status: http.StatusServiceUnavailable, code: "timeout", retryAfter: time.Second, cause: err,
-			message: "the refresh did not finish in time; the last good token stays published; retry shortly"}
-	case wechat.Classify(err) == wechat.ClassRetryable:
-		return &apiError{status: http.StatusBadGateway, code: "wechat_unavailable", cause: err, retryAfter: 5 * time.Second,
-			message: "WeChat could not be reached or answered badly; the last good token stays published"}
 	}
-	return &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error", cause: err}
+	d := refresh.Decide(err)
+	a := &apiError{status: d.HTTPStatus, code: d.Code, message: d.Message, retryAfter: d.RetryAfter, errcode: refresh.ErrCode(err), cause: err}
+	if a.errcode != 0 {
+		a.message += fmt.Sprintf(" (WeChat errcode %d)", a.errcode)
+	}
+	return a
 }
 
 // tokenJSON is the 200 answer and, with Error, the 429 one.

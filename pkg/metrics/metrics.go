@@ -135,7 +135,7 @@ var (
 // Observe turns a refresher's event into metrics; set it as
 // refresh.Refresher.Observe.
 func (e *EMF) Observe(_ context.Context, ev refresh.Event) {
-	e.Put(byOutcome, map[string]string{"App": ev.App, "Outcome": ev.Outcome, "Reason": ev.Reason},
+	e.Put(byOutcome, map[string]string{"App": ev.App, "Outcome": string(ev.Outcome), "Reason": ev.Reason},
 		Metric{Name: "Refreshes", Unit: Count, Value: 1})
 	var ms []Metric
 	if ev.Failure() {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
-	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 
 // Event is one thing the refresher did for a caller or a scheduled run, for
@@ -16,11 +15,11 @@ import (
 type Event struct {
 	App     string
 	Reason  string // scheduled, on_demand, ensure or force
-	Outcome string // one of the Outcome constants
+	Outcome EventOutcome
 	// ErrCode is WeChat's errcode behind a failed or refused outcome (0:
-	// none or not a WeChat answer); Class is the error's wechat.Class name.
+	// none or not a WeChat answer); Class is the failure's policy class.
 	ErrCode int
-	Class   string
+	Class   Class
 	// CallsToday is the app's WeChat credential calls this Beijing day,
 	// set when this event made one.
 	CallsToday int
@@ -30,26 +29,31 @@ type Event struct {
 	RetryAfter time.Duration
 }
 
+// EventOutcome is what happened in an Event (a metric dimension value).
+type EventOutcome string
+
 // Outcomes of an Event.
 const (
-	OutcomeRefreshed     = "refreshed"      // a WeChat call published a new token
-	OutcomeUnchanged     = "unchanged"      // WeChat answered with the published token
-	OutcomeServed        = "served"         // the published token answered the caller; no lease, no WeChat
-	OutcomeCoalesced     = "coalesced"      // another caller's refresh answered this one
-	OutcomeClaimRejected = "claim_rejected" // WeChat accepts the token a caller claimed invalid (P8)
-	OutcomeRefused       = "refused"        // a budget, an interval or a block refused the call
-	OutcomeFailed        = "failed"         // the WeChat call failed
-	OutcomePublishFailed = "publish_failed" // the token could not be written to SSM
-	OutcomeFenced        = "fenced"         // the lease ran out before publishing; token discarded
-	OutcomeWaitFailed    = "wait_failed"    // the refresh this caller waited for failed
-	OutcomeLockTimeout   = "lock_timeout"   // the refresh this caller waited for did not finish in time
+	OutcomeRefreshed     EventOutcome = "refreshed"      // a WeChat call published a new token
+	OutcomeUnchanged     EventOutcome = "unchanged"      // WeChat answered with the published token
+	OutcomeServed        EventOutcome = "served"         // the published token answered the caller; no lease, no WeChat
+	OutcomeCoalesced     EventOutcome = "coalesced"      // another caller's refresh answered this one
+	OutcomeClaimRejected EventOutcome = "claim_rejected" // WeChat accepts (or recently accepted) the token a caller claimed invalid (P8)
+	OutcomeUnverified    EventOutcome = "unverified"     // WeChat could not tell whether a claimed token is bad; it was kept
+	OutcomeRefused       EventOutcome = "refused"        // a budget, an interval or a pause refused the call
+	OutcomeFailed        EventOutcome = "failed"         // the WeChat call failed
+	OutcomePublishFailed EventOutcome = "publish_failed" // the token could not be written to SSM (it is kept sealed)
+	OutcomeCommitFailed  EventOutcome = "commit_failed"  // DynamoDB refused the commit (not fenced); token discarded
+	OutcomeFenced        EventOutcome = "fenced"         // the lease ran out before publishing; token discarded
+	OutcomeWaitFailed    EventOutcome = "wait_failed"    // the refresh this caller waited for failed
+	OutcomeLockTimeout   EventOutcome = "lock_timeout"   // the refresh this caller waited for did not finish in time
 )
 
 // Failure reports whether the outcome is a refresh that went wrong (the
 // RefreshFailures metric and alarm).
 func (e Event) Failure() bool {
 	switch e.Outcome {
-	case OutcomeFailed, OutcomePublishFailed, OutcomeFenced:
+	case OutcomeFailed, OutcomePublishFailed, OutcomeCommitFailed, OutcomeFenced:
 		return true
 	}
 	return false
@@ -72,12 +76,7 @@ func (r *Refresher) observe(ctx context.Context, ev Event) {
 
 // failureEvent builds the event of a failed WeChat call.
 func failureEvent(a registry.App, q request, err error, calls int) Event {
-	ev := Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFailed, Class: wechat.Classify(err).String(), CallsToday: calls}
-	var we *wechat.Error
-	if errors.As(err, &we) {
-		ev.ErrCode = we.Code
-	}
-	return ev
+	return Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFailed, Class: ClassOf(err), ErrCode: errCodeOf(err), CallsToday: calls}
 }
 
 // Status is an app's registration and token metadata, for the status route.
@@ -108,12 +107,14 @@ type Status struct {
 	LastErrCode int
 	ErrorClass  string
 	LastErrorAt time.Time
-	// BlockedUntil: automatic calls pause until then after a quota or
-	// configuration error.
-	BlockedUntil   time.Time
-	LastOnDemandAt time.Time
-	DriftCount     int
-	LastDriftAt    time.Time
+	// BlockedUntil: normal-mode calls pause until then after a quota or
+	// configuration error; ForceBlockedUntil: forced calls (the
+	// force_refresh limit).
+	BlockedUntil      time.Time
+	ForceBlockedUntil time.Time
+	LastOnDemandAt    time.Time
+	DriftCount        int
+	LastDriftAt       time.Time
 	// LeaseUntil is set while a refresh holds the lease.
 	LeaseUntil time.Time
 }
@@ -146,7 +147,7 @@ func (r *Refresher) Status(ctx context.Context, app string) (Status, error) {
 		Generation: st.Generation, Fingerprint: st.Fingerprint, FetchedAt: st.FetchedAt, ExpiresAt: st.ExpiresAt,
 		DailyBudget: a.DailyBudget,
 		LastError:   st.LastError, LastErrCode: st.LastErrCode, ErrorClass: st.LastErrorClass, LastErrorAt: st.LastErrorAt,
-		BlockedUntil: st.BlockedUntil, LastOnDemandAt: st.LastOnDemandAt, DriftCount: st.DriftCount, LastDriftAt: st.LastDriftAt,
+		BlockedUntil: st.BlockedUntil, ForceBlockedUntil: st.ForceBlockedUntil, LastOnDemandAt: st.LastOnDemandAt, DriftCount: st.DriftCount, LastDriftAt: st.LastDriftAt,
 	}
 	now := r.now()
 	if st.CallsDay == beijingDay(now) {
@@ -159,6 +160,9 @@ func (r *Refresher) Status(ctx context.Context, app string) (Status, error) {
 	}
 	if !s.BlockedUntil.After(now) {
 		s.BlockedUntil = time.Time{}
+	}
+	if !s.ForceBlockedUntil.After(now) {
+		s.ForceBlockedUntil = time.Time{}
 	}
 	return s, nil
 }

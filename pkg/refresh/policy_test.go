@@ -107,10 +107,10 @@ func (l *eventLog) drifts() int {
 }
 
 // outcomes returns the outcomes of the events so far, in order.
-func (l *eventLog) outcomes() []string {
+func (l *eventLog) outcomes() []refresh.EventOutcome {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []string
+	var out []refresh.EventOutcome
 	for _, ev := range l.events {
 		out = append(out, ev.Outcome)
 	}
@@ -168,8 +168,10 @@ func TestErrcodePolicy(t *testing.T) {
 		errcode   int
 	}{
 		{"-1 system busy", wechattest.Fault{ErrCode: -1}, attempts, 0, -1},
-		{"HTTP 503", wechattest.Fault{Status: 503}, attempts, 0, 0},
-		{"dropped connection", wechattest.Fault{Drop: true}, attempts, 0, 0},
+		// /cgi-bin/token issues a token per call: after a request may have
+		// reached WeChat it is not repeated (the next run retries).
+		{"HTTP 503", wechattest.Fault{Status: 503}, 1, 0, 0},
+		{"dropped connection", wechattest.Fault{Drop: true}, 1, 0, 0},
 		{"garbage answer", wechattest.Fault{Body: `{"access_token":"","expires_in":7200}`}, 1, 0, 0},
 		{"45011 minute quota", wechattest.Fault{ErrCode: 45011}, 1, time.Minute, 45011},
 		{"45009 daily quota", wechattest.Fault{ErrCode: 45009}, 1, 14 * time.Hour, 45009},
@@ -206,14 +208,8 @@ func TestErrcodePolicy(t *testing.T) {
 				t.Fatalf("outcomes %+v, want the app failed", rep.Outcomes)
 			}
 			got := b.sb.TokenCalls(a.AppID) - before
-			max := tt.wantCalls
-			if tt.fault.Drop {
-				// Go's transport itself resends a GET once when a reused
-				// connection closes before answering.
-				max = 2 * tt.wantCalls
-			}
-			if got < tt.wantCalls || got > max {
-				t.Errorf("%d token calls in the failing run, want %d (at most %d)", got, tt.wantCalls, max)
+			if got != tt.wantCalls {
+				t.Errorf("%d token calls in the failing run, want %d", got, tt.wantCalls)
 			}
 			if tok, v := b.published(a.Name); tok != good || v != v0 {
 				t.Errorf("published token changed (version %d -> %d); the last good token must stay", v0, v)
@@ -309,7 +305,7 @@ func TestStalledHolderCannotPublish(t *testing.T) {
 	}
 	probe.Lock()
 	switch {
-	case !probe.called || probe.err != nil || probe.owner != "stalled":
+	case !probe.called || probe.err != nil || !strings.HasPrefix(probe.owner, "stalled#"):
 		t.Errorf("the stalled holder's WeChat call was not probed under its lease (called %v, owner %q, error %v)", probe.called, probe.owner, probe.err)
 	case !probe.hasDeadline || probe.ctxLeft >= probe.leaseLeft:
 		t.Errorf("the stalled holder called WeChat under a context with %v left (deadline set: %v) while its lease had %v left; "+

@@ -184,7 +184,10 @@ func TestVerifyBeforeRefresh(t *testing.T) {
 				t.Errorf("the claim was not checked with WeChat exactly once")
 			}
 
+			// A claim within VerifiedFor of WeChat's acceptance is answered
+			// without asking again (P8); after it, the claim is checked.
 			b.sb.Revoke(a.AppID)
+			b.sb.Clock().Advance(refresh.DefaultVerifiedFor)
 			res, err = api.Refresh(ctxT(t), a.Name, tok)
 			if err != nil {
 				t.Fatal(err)
@@ -238,10 +241,16 @@ func TestBudgetAndMinInterval(t *testing.T) {
 		b.saw(first.Token)
 	})
 	t.Run("daily budget", func(t *testing.T) {
+		// Callers may spend the budget less the schedule's reserve: with a
+		// budget of 4 the reserve is 2, so the second call of the day is
+		// the last a claim may make; the schedule keeps the other two.
 		b := newBed(t, wechattest.Config{})
 		app := appNamed("shop", registry.OfficialAccount, registry.Classic)
-		app.DailyBudget = 2
+		app.DailyBudget = 4
 		app.MinInterval = time.Second
+		if r := refresh.ScheduleReserve(registryDefaults(app)); r != 2 {
+			t.Fatalf("setup: ScheduleReserve = %d, want 2", r)
+		}
 		a := b.app(app)
 		publish(t, b, a.Name) // call 1
 		api := b.refresher("api")
@@ -257,7 +266,7 @@ func TestBudgetAndMinInterval(t *testing.T) {
 		_, err = api.Refresh(ctxT(t), a.Name, second.Token)
 		var refused *refresh.RefusedError
 		if !errors.As(err, &refused) || refused.Reason != refresh.ReasonDailyBudget {
-			t.Fatalf("third call of the day with a budget of 2: got %v, want RefusedError(daily_budget)", err)
+			t.Fatalf("third call of the day, the first of the schedule's reserve: got %v, want RefusedError(daily_budget)", err)
 		}
 		if refused.Current.Token != second.Token || refused.RetryAfter <= 0 || refused.RetryAfter > 24*time.Hour {
 			t.Errorf("refusal carries %v, retry after %v", refused.Current, refused.RetryAfter)
@@ -268,11 +277,18 @@ func TestBudgetAndMinInterval(t *testing.T) {
 		if st := b.state(a.Name); st.CallsToday != 2 {
 			t.Errorf("calls_today = %d, want 2", st.CallsToday)
 		}
+		// The schedule still refreshes: its reserve is untouched.
+		b.sb.Clock().Advance(2*time.Hour - refresh.DefaultStableWindow)
+		if rep := mustRefreshDue(t, b.refresher("scheduler")); rep.Count(refresh.StatusRefreshed) != 1 {
+			t.Errorf("scheduled run after the callers' share was spent: %+v, want refreshed", rep.Outcomes)
+		}
 		b.sb.Clock().Advance(24 * time.Hour)
-		if _, err := api.Refresh(ctxT(t), a.Name, second.Token); err != nil {
+		third, _ := b.published(a.Name)
+		b.sb.Revoke(a.AppID)
+		if _, err := api.Refresh(ctxT(t), a.Name, third); err != nil {
 			t.Errorf("next day: %v", err)
 		}
-		b.saw(second.Token, stale)
+		b.saw(second.Token, stale, third)
 	})
 }
 
@@ -320,4 +336,12 @@ func TestRemovedAppStateIsCleanedUp(t *testing.T) {
 	if st := b.state(a.Name); !st.CleanupAt.IsZero() {
 		t.Errorf("a registered app's state got a TTL again: %v", st.CleanupAt)
 	}
+}
+
+// registryDefaults fills the defaults registry.Decode would for a test app.
+func registryDefaults(a registry.App) registry.App {
+	if a.RefreshMargin == 0 {
+		a.RefreshMargin = registry.DefaultRefreshMargin
+	}
+	return a
 }

@@ -158,7 +158,7 @@ func TestThousandApps(t *testing.T) {
 	if rep.Apps != n+3 || rep.Count("refreshed") != n {
 		t.Errorf("%d apps listed, %d refreshed; want %d and %d", rep.Apps, rep.Count("refreshed"), n+3, n)
 	}
-	broken := map[string]string{}
+	broken := map[string]refresh.RunStatus{}
 	for _, o := range rep.Outcomes {
 		if o.Status == "failed" || o.Status == "invalid" {
 			broken[o.App] = o.Status
@@ -167,7 +167,7 @@ func TestThousandApps(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{"broken-secret": "failed", "broken-nosecret": "failed", "broken-kind": "invalid"}
+	want := map[string]refresh.RunStatus{"broken-secret": "failed", "broken-nosecret": "failed", "broken-kind": "invalid"}
 	for app, status := range want {
 		if broken[app] != status {
 			t.Errorf("%s reported %q, want %q", app, broken[app], status)

@@ -1,13 +1,19 @@
 package registry_test
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/registry/registrytest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 )
 
 func TestDecode(t *testing.T) {
@@ -67,5 +73,51 @@ func TestValidName(t *testing.T) {
 		if got := registry.ValidName(name); got != want {
 			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestContract runs the registry's contract against DynamoDB (Local): the
+// engine is what the fake in registrytest is held to.
+func TestContract(t *testing.T) {
+	cfg := awstest.Config(t, awstest.DynamoDB)
+	client := dynamodb.NewFromConfig(cfg)
+	registrytest.Contract(t, func(t *testing.T) registrytest.Subject {
+		table := awstest.Table(t, cfg)
+		return engineRegistry{Registry: registry.New(client, table), t: t, client: client, table: table}
+	})
+}
+
+// engineRegistry is a Registry on DynamoDB that can also write and delete
+// app items, as an operator does.
+type engineRegistry struct {
+	*registry.Registry
+	t      *testing.T
+	client *dynamodb.Client
+	table  string
+}
+
+func (r engineRegistry) Put(app registry.App) { r.PutItem(app.Name, registry.Item(app)) }
+
+func (r engineRegistry) PutItem(name string, item map[string]types.AttributeValue) {
+	r.t.Helper()
+	item = maps.Clone(item)
+	if item == nil {
+		item = map[string]types.AttributeValue{}
+	}
+	item["pk"] = &types.AttributeValueMemberS{Value: "app#" + name}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := r.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(r.table), Item: item}); err != nil {
+		r.t.Fatalf("put the item of %s: %v", name, err)
+	}
+}
+
+func (r engineRegistry) Remove(name string) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "app#" + name}}
+	if _, err := r.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(r.table), Key: key}); err != nil {
+		r.t.Fatalf("delete the item of %s: %v", name, err)
 	}
 }

@@ -135,7 +135,7 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 	var shortest time.Duration
 	lives, low := 0, map[string]time.Duration{}
 	for _, o := range rep.Outcomes {
-		sum.Counts[o.Status]++
+		sum.Counts[string(o.Status)]++
 		if o.App != "" && !o.ExpiresAt.IsZero() {
 			left := o.ExpiresAt.Sub(now)
 			if lives == 0 || left < shortest {
@@ -148,7 +148,7 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		}
 		reason, needs := attention(o, now, near)
 		if needs {
-			sum.NeedsAttention = append(sum.NeedsAttention, Attention{App: o.App, Status: o.Status, Reason: reason})
+			sum.NeedsAttention = append(sum.NeedsAttention, Attention{App: o.App, Status: string(o.Status), Reason: reason})
 		}
 		attrs := []any{"app", o.App, "status", o.Status}
 		if !o.ExpiresAt.IsZero() {
@@ -160,9 +160,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		switch {
 		case needs:
 			log.ErrorContext(ctx, "app needs attention: "+reason, attrs...)
-		case o.Status == "failed" || o.Status == "refused" || o.Status == "deferred" || o.Status == "blocked":
+		case o.Status == refresh.StatusFailed || o.Status == refresh.StatusRefused || o.Status == refresh.StatusDeferred || o.Status == refresh.StatusBlocked:
 			log.WarnContext(ctx, "app not refreshed; the next run retries", attrs...)
-		case o.Status == "refreshed":
+		case o.Status == refresh.StatusRefreshed:
 			log.InfoContext(ctx, "app refreshed", append(attrs, "version", o.Result.Version)...)
 		}
 	}
@@ -180,13 +180,16 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 	return sum, nil
 }
 
-// attention decides whether an outcome needs a person.
+// attention decides whether an outcome needs a person: what the refresh
+// policy pages for (refresh.Decision.Page), an exhausted budget, a malformed
+// registration, and any failure, pause or deferral while the token is about
+// to expire.
 func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bool) {
 	expiring := o.ExpiresAt.IsZero() || o.ExpiresAt.Sub(now) < near
 	switch o.Status {
-	case "invalid":
+	case refresh.StatusInvalid:
 		return "the app's registration is malformed: " + errString(o.Err), true
-	case "refused", "blocked":
+	case refresh.StatusRefused, refresh.StatusBlocked:
 		var r *refresh.RefusedError
 		if !errors.As(o.Err, &r) {
 			return "refused: " + errString(o.Err), true
@@ -194,17 +197,15 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 		switch {
 		case r.Reason == refresh.ReasonDailyBudget:
 			return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
-		case r.Class == wechat.ClassMinuteQuota.String(): // the next minute clears it
-			if expiring {
-				return "the token expires soon and WeChat's minute quota (45011) holds the refresh back", true
-			}
-		default:
+		case refresh.Policy(r.Class).Page:
 			return fmt.Sprintf("calls are paused for %s after WeChat errcode %d (%s); fix the cause (see the runbook)",
 				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
+		case expiring:
+			return fmt.Sprintf("the token expires soon and calls are paused for %s after WeChat errcode %d (%s)",
+				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
 		}
-	case "failed":
-		switch wechat.Classify(o.Err) {
-		case wechat.ClassConfig, wechat.ClassDailyQuota, wechat.ClassProgramming:
+	case refresh.StatusFailed:
+		if refresh.Decide(o.Err).Page {
 			reason := "WeChat refused: " + errString(o.Err)
 			if ip, ok := wechat.WhitelistIP(o.Err); ok && ip != "" {
 				reason += " (add " + ip + " to the app's IP whitelist)"
@@ -214,11 +215,11 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 		if expiring {
 			return "the token expires soon (or none was ever published) and the refresh failed: " + errString(o.Err), true
 		}
-	case "deferred":
+	case refresh.StatusDeferred:
 		if expiring {
 			return "the token expires soon (or none was ever published) and this run had no time left for it", true
 		}
-	case "busy":
+	case refresh.StatusBusy:
 		if !o.ExpiresAt.IsZero() && o.ExpiresAt.Before(now) {
 			return "the token has expired and another instance holds its refresh", true
 		}

@@ -50,39 +50,39 @@ func TestNeedsAPerson(t *testing.T) {
 		outcome refresh.Outcome
 		want    string // substring of the error; "" for no error
 	}{
-		{"refreshed", refresh.Outcome{App: "shop", Status: "refreshed", ExpiresAt: later}, ""},
-		{"not due", refresh.Outcome{App: "shop", Status: "not_due", ExpiresAt: later}, ""},
-		{"busy", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: later}, ""},
-		{"transient failure with time left", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later,
+		{"refreshed", refresh.Outcome{App: "shop", Status: refresh.StatusRefreshed, ExpiresAt: later}, ""},
+		{"not due", refresh.Outcome{App: "shop", Status: refresh.StatusNotDue, ExpiresAt: later}, ""},
+		{"busy", refresh.Outcome{App: "shop", Status: refresh.StatusBusy, ExpiresAt: later}, ""},
+		{"transient failure with time left", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, ExpiresAt: later,
 			Err: fmt.Errorf("refresh: shop: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("timeout")})}, ""},
-		{"transient failure near expiry", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: soon,
+		{"transient failure near expiry", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, ExpiresAt: soon,
 			Err: wechatErr(-1, "system error")}, "expires soon"},
-		{"transient failure of a first fetch", refresh.Outcome{App: "shop", Status: "failed", Err: wechatErr(-1, "system error")}, "expires soon"},
-		{"whitelist", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later,
+		{"transient failure of a first fetch", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, Err: wechatErr(-1, "system error")}, "expires soon"},
+		{"whitelist", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, ExpiresAt: later,
 			Err: wechatErr(40164, "invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in whitelist rid: 1")}, "add 203.0.113.9 to the app's IP whitelist"},
-		{"bad secret", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later, Err: wechatErr(40125, "invalid appsecret")}, "40125"},
-		{"daily quota", refresh.Outcome{App: "shop", Status: "failed", ExpiresAt: later, Err: wechatErr(45009, "reach max api daily quota limit")}, "45009"},
-		{"budget used up", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
+		{"bad secret", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, ExpiresAt: later, Err: wechatErr(40125, "invalid appsecret")}, "40125"},
+		{"daily quota", refresh.Outcome{App: "shop", Status: refresh.StatusFailed, ExpiresAt: later, Err: wechatErr(45009, "reach max api daily quota limit")}, "45009"},
+		{"budget used up", refresh.Outcome{App: "shop", Status: refresh.StatusRefused, ExpiresAt: later,
 			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonDailyBudget, RetryAfter: time.Hour}}, "daily budget"},
-		{"paused after a configuration error", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
+		{"paused after a configuration error", refresh.Outcome{App: "shop", Status: refresh.StatusRefused, ExpiresAt: later,
 			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40164}}, "errcode 40164"},
-		{"minute quota clears itself", refresh.Outcome{App: "shop", Status: "refused", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota"}}, ""},
-		{"malformed registration", refresh.Outcome{App: "shop", Status: "invalid",
+		{"minute quota clears itself", refresh.Outcome{App: "shop", Status: refresh.StatusRefused, ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: refresh.ClassMinuteQuota}}, ""},
+		{"malformed registration", refresh.Outcome{App: "shop", Status: refresh.StatusInvalid,
 			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is malformed"},
-		{"deferred with time left", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: later}, ""},
-		{"deferred and expired", refresh.Outcome{App: "shop", Status: "deferred", ExpiresAt: now.Add(-time.Minute)}, "no time left"},
-		{"deferred before any token", refresh.Outcome{App: "shop", Status: "deferred"}, "no time left"},
-		{"busy with time left", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: soon}, ""},
-		{"busy and expired", refresh.Outcome{App: "shop", Status: "busy", ExpiresAt: now.Add(-time.Second)}, "has expired"},
-		{"blocked after a configuration error, every run", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40125, Class: "config", RetryAfter: 20 * time.Minute}}, "errcode 40125 (config)"},
-		{"blocked on the daily quota", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45009, Class: "daily_quota", RetryAfter: 5 * time.Hour}}, "45009"},
-		{"blocked a minute on 45011", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: later,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota", RetryAfter: 30 * time.Second}}, ""},
-		{"blocked on 45011 near expiry", refresh.Outcome{App: "shop", Status: "blocked", ExpiresAt: soon,
-			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: "minute_quota", RetryAfter: 30 * time.Second}}, "45011"},
+		{"deferred with time left", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred, ExpiresAt: later}, ""},
+		{"deferred and expired", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred, ExpiresAt: now.Add(-time.Minute)}, "no time left"},
+		{"deferred before any token", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred}, "no time left"},
+		{"busy with time left", refresh.Outcome{App: "shop", Status: refresh.StatusBusy, ExpiresAt: soon}, ""},
+		{"busy and expired", refresh.Outcome{App: "shop", Status: refresh.StatusBusy, ExpiresAt: now.Add(-time.Second)}, "has expired"},
+		{"blocked after a configuration error, every run", refresh.Outcome{App: "shop", Status: refresh.StatusBlocked, ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 40125, Class: refresh.ClassConfig, RetryAfter: 20 * time.Minute}}, "errcode 40125 (config)"},
+		{"blocked on the daily quota", refresh.Outcome{App: "shop", Status: refresh.StatusBlocked, ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45009, Class: refresh.ClassDailyQuota, RetryAfter: 5 * time.Hour}}, "45009"},
+		{"blocked a minute on 45011", refresh.Outcome{App: "shop", Status: refresh.StatusBlocked, ExpiresAt: later,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: refresh.ClassMinuteQuota, RetryAfter: 30 * time.Second}}, ""},
+		{"blocked on 45011 near expiry", refresh.Outcome{App: "shop", Status: refresh.StatusBlocked, ExpiresAt: soon,
+			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: refresh.ClassMinuteQuota, RetryAfter: 30 * time.Second}}, "45011"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestNeedsAPerson(t *testing.T) {
 			if len(sum.NeedsAttention) != wantN || m.attention != wantN {
 				t.Errorf("needs attention %v (metric %d), want %d", sum.NeedsAttention, m.attention, wantN)
 			}
-			if sum.Counts[tt.outcome.Status] != 1 {
+			if sum.Counts[string(tt.outcome.Status)] != 1 {
 				t.Errorf("counts %v", sum.Counts)
 			}
 			if left := tt.outcome.ExpiresAt.Sub(now); !tt.outcome.ExpiresAt.IsZero() {
@@ -125,7 +125,7 @@ func TestNeedsAPerson(t *testing.T) {
 func TestErrorNamesAFewApps(t *testing.T) {
 	var outs []refresh.Outcome
 	for i := range 8 {
-		outs = append(outs, refresh.Outcome{App: fmt.Sprintf("app%d", i), Status: "failed", Err: wechatErr(40013, "invalid appid")})
+		outs = append(outs, refresh.Outcome{App: fmt.Sprintf("app%d", i), Status: refresh.StatusFailed, Err: wechatErr(40013, "invalid appid")})
 	}
 	h := &schedule.Handler{Refresher: fakeRefresher{rep: refresh.Report{Apps: 8, Outcomes: outs}}}
 	_, err := h.Handle(context.Background(), []byte(`{}`))
@@ -225,9 +225,9 @@ func (d deadlineSpy) RefreshDue(ctx context.Context) (refresh.Report, error) {
 func TestShortestLife(t *testing.T) {
 	m := &fakeMetrics{}
 	rep := refresh.Report{Apps: 3, Outcomes: []refresh.Outcome{
-		{App: "a", Status: "not_due", ExpiresAt: now.Add(90 * time.Minute)},
-		{App: "b", Status: "not_due", ExpiresAt: now.Add(4 * time.Minute)},
-		{App: "c", Status: "not_due", ExpiresAt: now.Add(30 * time.Minute)},
+		{App: "a", Status: refresh.StatusNotDue, ExpiresAt: now.Add(90 * time.Minute)},
+		{App: "b", Status: refresh.StatusNotDue, ExpiresAt: now.Add(4 * time.Minute)},
+		{App: "c", Status: refresh.StatusNotDue, ExpiresAt: now.Add(30 * time.Minute)},
 	}}
 	h := &schedule.Handler{Refresher: fakeRefresher{rep: rep}, Metrics: m, Now: func() time.Time { return now }}
 	if _, err := h.Handle(context.Background(), []byte(`{}`)); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 
@@ -188,4 +189,32 @@ func TestNames(t *testing.T) {
 			t.Errorf("prefix %q: SecretName = %s, want %s", tt.prefix, got, tt.secret)
 		}
 	}
+}
+
+// TestContract runs the token store's contract against SSM (moto): the
+// engine is what the fake in tokenstoretest is held to.
+func TestContract(t *testing.T) {
+	awstest.Config(t, awstest.SSM) // skip (or fail) before any subtest without the engine
+	tokenstoretest.Contract(t, func(t *testing.T) tokenstoretest.Subject {
+		client, prefix := newStore(t)
+		return engineStore{Store: tokenstore.New(client, prefix, ""), t: t, client: client}
+	})
+}
+
+// engineStore is a Store on SSM that can also write secrets as an operator
+// does.
+type engineStore struct {
+	*tokenstore.Store
+	t      *testing.T
+	client *ssm.Client
+}
+
+func (s engineStore) PutSecret(app, secret string) int64 {
+	s.t.Helper()
+	out, err := s.client.PutParameter(ctxT(s.t), &ssm.PutParameterInput{Name: aws.String(s.SecretName(app)), Value: aws.String(secret),
+		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)})
+	if err != nil {
+		s.t.Fatalf("put the secret of %s: %v", app, err)
+	}
+	return out.Version
 }

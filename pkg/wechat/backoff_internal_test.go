@@ -155,8 +155,8 @@ func TestDefaultFailoverOrder(t *testing.T) {
 		attempts  int
 		wantHosts []string
 	}{
-		{"classic token", func(ctx context.Context, c *Client) error {
-			_, err := c.Token(ctx, "wx0000000000000000", "not-a-real-secret")
+		{"stable token", func(ctx context.Context, c *Client) error {
+			_, err := c.StableToken(ctx, "wx0000000000000000", "not-a-real-secret", false)
 			return err
 		}, 6, []string{
 			"api.weixin.qq.com", "api2.weixin.qq.com",

@@ -156,11 +156,13 @@ var defaultHTTPClient = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect:
 
 // Token obtains a classic access token (GET /cgi-bin/token). Every call
 // issues a new token, and WeChat invalidates the previous one five minutes
-// later. It returns an *Error for a WeChat errcode and the errors described
-// in the package comment otherwise.
+// later, so a call is retried only when it certainly did not reach WeChat,
+// or WeChat answered -1 (a retry after a lost answer would issue a second
+// token and end the first). It returns an *Error for a WeChat errcode and
+// the errors described in the package comment otherwise.
 func (c *Client) Token(ctx context.Context, appID, secret string) (Token, error) {
 	q := url.Values{"grant_type": {"client_credential"}, "appid": {appID}, "secret": {secret}}
-	return c.fetchToken(ctx, OpToken, c.baseURLs(), true, secret, func(base string) (*http.Request, error) {
+	return c.fetchToken(ctx, OpToken, c.baseURLs(), false, secret, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/cgi-bin/token?"+q.Encode(), nil)
 	})
 }
@@ -284,7 +286,7 @@ func (c *Client) do(ctx context.Context, op string, bases []string, idempotent b
 			}
 		}
 		base := strings.TrimRight(bases[hostIdx%len(bases)], "/")
-		ans, err := c.attempt(ctx, op, base, sensitive, build)
+		ans, err := c.attempt(ctx, op, base, sensitive, idempotent, build)
 		if err == nil {
 			return ans, hostOf(base), nil
 		}
@@ -318,7 +320,7 @@ func retryable(err error, idempotent bool) bool {
 }
 
 // attempt performs one exchange with one host.
-func (c *Client) attempt(ctx context.Context, op, base, sensitive string, build func(base string) (*http.Request, error)) (answer, error) {
+func (c *Client) attempt(ctx context.Context, op, base, sensitive string, idempotent bool, build func(base string) (*http.Request, error)) (answer, error) {
 	host := hostOf(base)
 	req, err := build(base)
 	if err != nil {
@@ -331,7 +333,12 @@ func (c *Client) attempt(ctx context.Context, op, base, sensitive string, build 
 		GotConn: func(httptrace.GotConnInfo) { sent.Store(true) },
 	}))
 	sentAt := c.now()
-	resp, err := c.httpClient().Do(req)
+	hc := c.httpClient()
+	if !idempotent {
+		hc = noReplay(hc)
+		req.Close = true
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return answer{}, &TransportError{Op: op, Host: host, Sent: sent.Load(), Err: scrubErr(err, sensitive)}
 	}
@@ -426,6 +433,26 @@ func (c *Client) logRetry(ctx context.Context, op, base string, attempt int, err
 // httpClient returns the client to send with. A caller's client is copied
 // with redirects refused, whatever its own policy: following one would send
 // the secret in the query to whatever host the redirect names.
+// noReplay returns hc with a transport that opens a fresh connection for the
+// request: net/http replays a GET on its own when a reused keep-alive
+// connection fails after the request was written, which for a call that must
+// not repeat (/cgi-bin/token) would issue a second token. A transport that is
+// not an *http.Transport is kept as it is.
+func noReplay(hc *http.Client) *http.Client {
+	t, ok := hc.Transport.(*http.Transport)
+	if hc.Transport == nil {
+		t, ok = http.DefaultTransport.(*http.Transport)
+	}
+	if !ok {
+		return hc
+	}
+	fresh := t.Clone()
+	fresh.DisableKeepAlives = true
+	out := *hc
+	out.Transport = fresh
+	return &out
+}
+
 func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient == nil {
 		return defaultHTTPClient

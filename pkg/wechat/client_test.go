@@ -303,7 +303,9 @@ func TestRetryAndFailover(t *testing.T) {
 		BaseURLs:  []string{deadURL(t), bad.URL, good.URL},
 		BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond,
 	}
-	tok, err := c.Token(context.Background(), appID, secret)
+	// Normal-mode stable_token is safe to repeat; /cgi-bin/token is not
+	// (see "a classic token call is not repeated once sent").
+	tok, err := c.StableToken(context.Background(), appID, secret, false)
 	if err != nil {
 		t.Fatalf("fail-over: %v", err)
 	}
@@ -345,10 +347,43 @@ func TestRetryAndFailover(t *testing.T) {
 		srv.Inject(wechattest.Fault{Latency: wechattest.Duration(2 * time.Second), Times: 1})
 		defer srv.ClearFaults()
 		c := &wechat.Client{BaseURLs: []string{srv.URL}, HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}, BaseDelay: time.Millisecond}
-		if _, err := c.Token(context.Background(), appID, secret); err != nil {
+		if _, err := c.StableToken(context.Background(), appID, secret, false); err != nil {
 			t.Fatalf("timeout then success: %v", err)
 		}
 	})
+
+	// Every /cgi-bin/token call issues a token that ends the previous one:
+	// after a request may have reached WeChat, a retry would issue a second
+	// token and kill the first (review C4).
+	for _, f := range []wechattest.Fault{
+		{Path: wechattest.PathToken, Drop: true, Times: 1},
+		{Path: wechattest.PathToken, Latency: wechattest.Duration(2 * time.Second), Times: 1},
+	} {
+		name := "dropped"
+		if f.Latency > 0 {
+			name = "timed out"
+		}
+		t.Run("a classic token call is not repeated once sent: "+name, func(t *testing.T) {
+			srv.Inject(f)
+			defer srv.ClearFaults()
+			before := srv.TokenCalls(appID)
+			c := &wechat.Client{BaseURLs: []string{srv.URL, srv.URL}, HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}, BaseDelay: time.Millisecond}
+			_, err := c.Token(context.Background(), appID, secret)
+			var te *wechat.TransportError
+			if !errors.As(err, &te) || !te.Sent {
+				t.Fatalf("got %v, want a TransportError after sending (%d calls)", err, srv.TokenCalls(appID)-before)
+			}
+			if got := srv.TokenCalls(appID) - before; got != 1 {
+				t.Errorf("%d /cgi-bin/token calls, want 1", got)
+			}
+			// -1 (nothing issued) and a refused connection are retried.
+			srv.Inject(wechattest.Fault{Path: wechattest.PathToken, ErrCode: -1, Times: 1})
+			c.BaseURLs = []string{deadURL(t), srv.URL}
+			if _, err := c.Token(context.Background(), appID, secret); err != nil {
+				t.Errorf("token after a refused connection and a -1: %v", err)
+			}
+		})
+	}
 
 	t.Run("force_refresh is not repeated once sent", func(t *testing.T) {
 		srv.Inject(wechattest.Fault{Path: wechattest.PathStableToken, Drop: true, Times: 1})

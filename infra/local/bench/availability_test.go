@@ -69,7 +69,7 @@ func newWxtoken(tb testing.TB, mode registry.Mode, servers int) *wxtokenStrategy
 	st.Refresher.Observe = func(_ context.Context, ev refresh.Event) {
 		x.mu.Lock()
 		defer x.mu.Unlock()
-		x.events[ev.Reason+"/"+ev.Outcome]++
+		x.events[ev.Reason+"/"+string(ev.Outcome)]++
 		if ev.ErrCode == 45009 && x.quotaAt.IsZero() {
 			x.quotaAt = st.Sandbox.Now()
 		}

@@ -29,6 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"StableDailyQuota", got.StableDailyQuota, 500000},
 		{"StableMinuteQuota", got.StableMinuteQuota, 10000},
 		{"WeComDailyQuota", got.WeComDailyQuota, 0},
+		{"ClearQuotaMonthlyLimit", got.ClearQuotaMonthlyLimit, 10},
 		{"TokenLength", got.TokenLength, 512},
 	}
 	for _, tt := range tests {
@@ -49,7 +50,7 @@ func TestConfigDefaults(t *testing.T) {
 	own := wechattest.Config{
 		TokenLifetime: time.Hour, Grace: time.Minute, StableWindow: 2 * time.Minute,
 		ForceRefreshInterval: time.Second, ForceRefreshDailyLimit: 3, ClassicDailyQuota: 4,
-		StableDailyQuota: 5, StableMinuteQuota: 6, WeComDailyQuota: 7, TokenLength: 600,
+		StableDailyQuota: 5, StableMinuteQuota: 6, WeComDailyQuota: 7, TokenLength: 600, ClearQuotaMonthlyLimit: 8,
 		Clock: wechattest.NewClock(defT0, 0),
 	}
 	if kept := wechattest.New(own).Config(); kept != own {

@@ -23,6 +23,10 @@
 //     business call that accepts a valid token and answers 41001 for none,
 //     40014 for one never issued, 42001 for an expired one and 40001 for one
 //     superseded past its grace, forcibly replaced, or revoked.
+//   - POST /cgi-bin/clear_quota?access_token=...: body {"appid":"..."}; with
+//     a valid token of that account, resets its daily API call counts (see
+//     ClearQuota), at most Config.ClearQuotaMonthlyLimit (10) times a month
+//     (Beijing calendar), then 48006; 40013 for another account's appid.
 //
 // Parameter errors (40002, 41002, 41004, 40013, 40001/40125 for a wrong
 // secret, 43001, 43002, 47001), daily quotas (45009), stable_token's minute
@@ -30,8 +34,8 @@
 // IP) are answered as WeChat answers them, with " rid: ..." appended to
 // errmsg. Quotas reset at midnight Beijing time on the sandbox clock.
 //
-// Tests steer it from Go (Clock, Inject, Stats, Revoke, AddApp) or over HTTP
-// under the reserved path /_sandbox/ (see ServeHTTP).
+// Tests steer it from Go (Clock, Inject, Stats, Revoke, AddApp, ClearQuota)
+// or over HTTP under the reserved path /_sandbox/ (see ServeHTTP).
 package wechattest
 
 import (
@@ -87,6 +91,7 @@ type Config struct {
 	StableDailyQuota       int           // 500000 /cgi-bin/stable_token calls a day per app
 	StableMinuteQuota      int           // 10000 /cgi-bin/stable_token calls a minute per app
 	WeComDailyQuota        int           // 0: WeCom documents no daily count for gettoken; >0 enforces one
+	ClearQuotaMonthlyLimit int           // 10 effective clear_quota resets a month per account
 	TokenLength            int           // 512: WeChat asks integrators to reserve 512 characters
 	// Clock is the sandbox time; nil means a clock starting now at real speed.
 	Clock *Clock
@@ -111,6 +116,7 @@ func (c Config) withDefaults() Config {
 	defi(&c.ClassicDailyQuota, 2000)
 	defi(&c.StableDailyQuota, 500000)
 	defi(&c.StableMinuteQuota, 10000)
+	defi(&c.ClearQuotaMonthlyLimit, 10)
 	defi(&c.TokenLength, 512)
 	if c.Clock == nil {
 		c.Clock = NewClock(time.Now(), 1)
@@ -135,6 +141,7 @@ const (
 	PathGetToken    = "/cgi-bin/gettoken"
 	PathDomainIP    = "/cgi-bin/get_api_domain_ip"
 	PathCallbackIP  = "/cgi-bin/getcallbackip"
+	PathClearQuota  = "/cgi-bin/clear_quota"
 	AdminPrefix     = "/_sandbox/"
 )
 
@@ -162,6 +169,9 @@ type appState struct {
 	minute       int64 // Unix minute stableMinute counts
 	stableMinute int
 	tokensIssued int
+
+	clearMonth string // Beijing month clears counts
+	clears     int    // effective clear_quota resets that month
 }
 
 // Sandbox is the WeChat sandbox as an http.Handler, for serving on a
@@ -258,6 +268,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveGetToken(w, r)
 	case PathDomainIP, PathCallbackIP:
 		s.serveBusiness(w, r)
+	case PathClearQuota:
+		s.serveClearQuota(w, r, body)
 	default:
 		// WeChat answers unknown cgi paths with a JSON errcode.
 		writeErr(w, 48001, "api unauthorized")
@@ -278,7 +290,7 @@ func (s *Sandbox) appIDOf(r *http.Request, body []byte) string {
 		}
 		_ = json.Unmarshal(body, &b)
 		return b.AppID
-	case PathDomainIP, PathCallbackIP:
+	case PathDomainIP, PathCallbackIP, PathClearQuota:
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if rec, ok := s.tokens[q.Get("access_token")]; ok {
@@ -492,6 +504,109 @@ func (s *Sandbox) serveBusiness(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok", "ip_list": []string{"101.226.103.0/25", "101.226.233.128/25"}})
 	}
+}
+
+// --- quota management
+
+// Error is an errcode the sandbox answers to a Go call (ClearQuota), as it
+// would over HTTP.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+// Error implements error.
+func (e *Error) Error() string { return fmt.Sprintf("wechattest: errcode %d: %s", e.Code, e.Msg) }
+
+// ClearQuota is clear_quota done by the account's operator (in the MP
+// console or with the API): it resets the app's daily API call counts, so
+// that a 45009 ends before midnight Beijing time. The counts reset are every
+// daily quota the sandbox keeps: /cgi-bin/token, stable_token (normal mode),
+// gettoken, and the daily count of force_refresh calls (stable_token's error
+// table says its 45009, the force_refresh limit's answer included, is
+// recovered with clear_quota). Neither the 30 s spacing of force_refresh nor
+// the per-minute quota is a daily count; they are left alone. Tokens are
+// untouched.
+//
+// WeChat allows 10 effective resets per account per month (console resets
+// count too): past Config.ClearQuotaMonthlyLimit it returns an *Error with
+// 48006 and resets nothing. An unknown appid is an *Error with 40013.
+func (s *Sandbox) ClearQuota(appID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.apps[appID]
+	if !ok {
+		return &Error{Code: 40013, Msg: "invalid appid"}
+	}
+	return s.clearQuotaLocked(st, s.Now())
+}
+
+func (s *Sandbox) clearQuotaLocked(st *appState, now time.Time) error {
+	if month := now.In(beijing).Format("2006-01"); month != st.clearMonth {
+		st.clearMonth, st.clears = month, 0
+	}
+	if st.clears >= s.cfg.ClearQuotaMonthlyLimit {
+		return &Error{Code: 48006, Msg: "forbid to clear quota because of reaching the limit"}
+	}
+	st.clears++
+	s.rollDay(st, now)
+	st.dailyCalls = map[API]int{}
+	st.forceCount = 0
+	return nil
+}
+
+// serveClearQuota is POST /cgi-bin/clear_quota?access_token=... with the body
+// {"appid":"..."}: the token must be a valid one of the account named.
+func (s *Sandbox) serveClearQuota(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method != http.MethodPost {
+		writeErr(w, 43002, "require POST method")
+		return
+	}
+	switch code := s.Check(r.URL.Query().Get("access_token")); code {
+	case 0:
+	case 41001:
+		writeErr(w, 41001, "access_token missing")
+		return
+	case 40014:
+		writeErr(w, 40014, "invalid access_token")
+		return
+	case 42001:
+		writeErr(w, 42001, "access_token expired")
+		return
+	default:
+		writeErr(w, 40001, "invalid credential, access_token is invalid or not latest")
+		return
+	}
+	var req struct {
+		AppID string `json:"appid"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeErr(w, 47001, "data format error")
+		return
+	}
+	if req.AppID == "" {
+		writeErr(w, 41002, "appid missing")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.tokens[r.URL.Query().Get("access_token")]
+	st, ok := s.apps[req.AppID]
+	if rec == nil || !ok || rec.appID != req.AppID {
+		writeErr(w, 40013, "invalid appid")
+		return
+	}
+	if st.app.Kind == WeCom {
+		// clear_quota is an Official Account / Mini Program API.
+		writeErr(w, 48001, "api unauthorized")
+		return
+	}
+	if err := s.clearQuotaLocked(st, s.Now()); err != nil {
+		e := err.(*Error)
+		writeErr(w, e.Code, e.Msg)
+		return
+	}
+	writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok"})
 }
 
 // --- state helpers (s.mu held)

@@ -2,6 +2,7 @@ package wechattest_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -401,6 +402,86 @@ func TestIPWhitelist(t *testing.T) {
 		}
 	}
 	mustToken(t, classic(t, s, "wxopen", "open-secret"))
+}
+
+// clearQuota calls POST /cgi-bin/clear_quota with token for appid.
+func clearQuota(t *testing.T, s *wechattest.Server, token, appid string) answer {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"appid": appid})
+	return do(t, http.MethodPost, s.URL+"/cgi-bin/clear_quota?access_token="+url.QueryEscape(token), string(b))
+}
+
+// wantSandboxErr checks that err is a *wechattest.Error with code.
+func wantSandboxErr(t *testing.T, what string, err error, code int) {
+	t.Helper()
+	var e *wechattest.Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Errorf("%s: %v, want errcode %d", what, err, code)
+	}
+}
+
+// TestClearQuota: clear_quota (the operator's, from Go, and the API's, over
+// HTTP) resets an account's daily call counts, the force_refresh count
+// included, at most 10 times a month per account.
+func TestClearQuota(t *testing.T) {
+	// 2026-11-21 10:00 UTC is 18:00 in Beijing: no daily reset here.
+	s := start(t, wechattest.Config{ClassicDailyQuota: 1, ForceRefreshDailyLimit: 1})
+	tokA := mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "2nd classic call of the day (quota 1)", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+	mustToken(t, stable(t, s, oaID, oaSecret, true))
+	s.Clock().Advance(31 * time.Second)
+	wantCode(t, "2nd force_refresh of the day (limit 1)", stable(t, s, oaID, oaSecret, true).ErrCode, 45009)
+
+	if err := s.ClearQuota(oaID); err != nil {
+		t.Fatalf("ClearQuota: %v", err)
+	}
+	tokB := mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "token issued before the reset", business(t, s, tokA), 0) // tokens untouched
+	mustToken(t, stable(t, s, oaID, oaSecret, true))
+	wantCode(t, "classic quota used up again", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+	wantSandboxErr(t, "ClearQuota of an unknown appid", s.ClearQuota("wxnobody"), 40013)
+
+	// Over HTTP: a valid token of the account named in the body.
+	before := s.Calls(wechattest.PathClearQuota, oaID)
+	wantCode(t, "clear_quota", clearQuota(t, s, tokB, oaID).ErrCode, 0)
+	if got := s.Calls(wechattest.PathClearQuota, oaID) - before; got != 1 {
+		t.Errorf("%d clear_quota calls counted for the token's appid, want 1", got)
+	}
+	mustToken(t, classic(t, s, oaID, oaSecret))
+	mpTok := mustToken(t, classic(t, s, mpID, mpSecret))
+	wantCode(t, "clear_quota with another account's token", clearQuota(t, s, mpTok, oaID).ErrCode, 40013)
+	wantCode(t, "clear_quota without a token", clearQuota(t, s, "", oaID).ErrCode, 41001)
+	wantCode(t, "clear_quota with a token never issued", clearQuota(t, s, "not-a-token", oaID).ErrCode, 40014)
+	wantCode(t, "clear_quota without appid", do(t, http.MethodPost, s.URL+"/cgi-bin/clear_quota?access_token="+url.QueryEscape(mpTok), "{}").ErrCode, 41002)
+	wantCode(t, "clear_quota by GET", do(t, http.MethodGet, s.URL+"/cgi-bin/clear_quota?access_token="+url.QueryEscape(mpTok), "").ErrCode, 43002)
+	wwTok := mustToken(t, wecom(t, s, wwID, wwSecret))
+	wantCode(t, "clear_quota for a WeCom corp", clearQuota(t, s, wwTok, wwID).ErrCode, 48001)
+	wantCode(t, "classic quota not reset by refused calls", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+
+	// Ten effective resets a month per account, Go and HTTP together (two
+	// so far); the refused ones above did not count.
+	for i := 3; i <= 10; i++ {
+		if err := s.ClearQuota(oaID); err != nil {
+			t.Fatalf("reset %d of the month: %v", i, err)
+		}
+	}
+	wantSandboxErr(t, "11th reset of the month", s.ClearQuota(oaID), 48006)
+	tokC, _ := s.Current(oaID, wechattest.Classic)
+	wantCode(t, "11th reset of the month over HTTP", clearQuota(t, s, tokC, oaID).ErrCode, 48006)
+	if err := s.ClearQuota(mpID); err != nil {
+		t.Errorf("another account's first reset: %v", err)
+	}
+	mustToken(t, classic(t, s, oaID, oaSecret)) // the 10th reset left the quota empty
+	wantCode(t, "no reset past the limit", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+
+	// 2026-12-01 00:00 in Beijing: a new month.
+	s.Clock().Set(time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC))
+	mustToken(t, classic(t, s, oaID, oaSecret)) // new day
+	wantCode(t, "classic quota used up on the new day", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+	if err := s.ClearQuota(oaID); err != nil {
+		t.Errorf("first reset of a new month: %v", err)
+	}
+	mustToken(t, classic(t, s, oaID, oaSecret))
 }
 
 func TestFaults(t *testing.T) {

@@ -1,0 +1,117 @@
+package leasetest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/lease"
+)
+
+// item is a state item as DynamoDB stores it: attribute name to an int64
+// (N) or a string (S). Items are replaced, never changed in place, so a
+// decoded copy never aliases the store.
+type item map[string]any
+
+func (it item) num(k string) (int64, bool) {
+	v, ok := it[k].(int64)
+	return v, ok
+}
+
+func (it item) str(k string) (string, bool) {
+	v, ok := it[k].(string)
+	return v, ok
+}
+
+// decode mirrors lease's decoding: absent and zero numbers read as zero, times
+// are Unix milliseconds in UTC (0 reads as the zero time), the TTL is Unix
+// seconds.
+func (it item) decode(app string) lease.State {
+	s := func(k string) string { v, _ := it.str(k); return v }
+	n := func(k string) int64 { v, _ := it.num(k); return v }
+	t := func(k string) time.Time {
+		if i := n(k); i != 0 {
+			return time.UnixMilli(i).UTC()
+		}
+		return time.Time{}
+	}
+	var cleanup time.Time
+	if sec := n("ttl"); sec != 0 {
+		cleanup = time.Unix(sec, 0).UTC()
+	}
+	return lease.State{
+		App:                  app,
+		Generation:           n("generation"),
+		Version:              n("version"),
+		Fingerprint:          s("fingerprint"),
+		Mode:                 s("mode"),
+		AppID:                s("appid"),
+		Kind:                 s("kind"),
+		Pending:              s("pending"),
+		FetchedAt:            t("fetched_at"),
+		ExpiresAt:            t("expires_at"),
+		LeaseOwner:           s("lease_owner"),
+		LeaseUntil:           t("lease_until"),
+		LastError:            s("last_error"),
+		LastErrCode:          int(n("last_errcode")),
+		LastErrorClass:       s("last_error_class"),
+		LastErrorAt:          t("last_error_at"),
+		BlockedUntil:         t("blocked_until"),
+		ForceBlockedUntil:    t("force_blocked_until"),
+		BlockedSecretVersion: n("blocked_secret_version"),
+		CallsDay:             s("calls_day"),
+		CallsToday:           int(n("calls_today")),
+		LastOnDemandAt:       t("last_on_demand_at"),
+		VerifiedFP:           s("verified_fp"),
+		VerifiedAt:           t("verified_at"),
+		DriftCount:           int(n("drift_count")),
+		LastDriftAt:          t("last_drift_at"),
+		UpdatedAt:            t("updated_at"),
+		CleanupAt:            cleanup,
+	}
+}
+
+// update is an UpdateExpression: SET then REMOVE.
+type update struct {
+	sets    []string
+	values  []any
+	removes []string
+}
+
+func (u *update) set(attr string, v any) {
+	u.sets = append(u.sets, attr)
+	u.values = append(u.values, v)
+}
+
+func (u *update) remove(attrs ...string) { u.removes = append(u.removes, attrs...) }
+
+// errOverlap is DynamoDB's answer to an expression naming an attribute twice.
+var errOverlap = errors.New("ValidationException: Invalid UpdateExpression: Two document paths overlap with each other")
+
+// validate refuses what DynamoDB refuses before it evaluates the condition:
+// an attribute set or removed twice in one expression.
+func (u *update) validate() error {
+	seen := map[string]bool{}
+	for _, a := range append(append([]string(nil), u.sets...), u.removes...) {
+		if seen[a] {
+			return fmt.Errorf("%w; path: [%s]", errOverlap, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// apply returns a new item: it with the update applied.
+func (u *update) apply(it item) item {
+	out := make(item, len(it)+len(u.sets))
+	for k, v := range it {
+		out[k] = v
+	}
+	for i, a := range u.sets {
+		out[a] = u.values[i]
+	}
+	for _, a := range u.removes {
+		delete(out, a)
+	}
+	return out
+}
