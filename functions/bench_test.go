@@ -38,9 +38,9 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/api"
-	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/schedule"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 )
 

@@ -19,9 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
-	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"

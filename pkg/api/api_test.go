@@ -20,7 +20,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wxtoken/wxtoken/pkg/api"
+	"github.com/wxtoken/wxtoken/pkg/lease/leasetest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 
@@ -275,7 +277,13 @@ func TestErrors(t *testing.T) {
 		{"refused without a token", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonBlocked, RetryAfter: time.Minute, ErrCode: 45009}, 429, "refresh_refused", 45009, "60", false},
 		{"wechat refused", fmt.Errorf("refresh: demo: %w", &wechat.Error{Op: wechat.OpStableToken, Code: 40164, Msg: "invalid ip 203.0.113.9, not in whitelist"}), 502, "wechat_error", 40164, "", false},
 		{"waited for a failed refresh", &refresh.FailedError{App: "demo", ErrCode: 40013, Message: "invalid appid"}, 502, "wechat_error", 40013, "", false},
-		{"waited for a refresh that failed outside WeChat", &refresh.FailedError{App: "demo", Class: "other", Message: "publish failed: AccessDeniedException: arn:aws:iam::123456789012:role/x"}, 500, "internal", 0, "", false},
+		{"waited for a refresh that failed outside WeChat", &refresh.FailedError{App: "demo", Class: refresh.ClassInternal, Message: "publish failed: AccessDeniedException: arn:aws:iam::123456789012:role/x"}, 500, "internal", 0, "", false},
+		// Review A2: AWS throttling is "retry shortly", not an internal error.
+		{"waited for a refresh that AWS throttled", &refresh.FailedError{App: "demo", Class: refresh.ClassUnavailable, Message: "commit failed: ThrottlingException"}, 503, "aws_unavailable", 0, "2", false},
+		{"DynamoDB throttled", fmt.Errorf("refresh: demo: %w", leasetest.Throttled()), 503, "aws_unavailable", 0, "2", false},
+		{"SSM throttled", fmt.Errorf("refresh: demo: %w", tokenstoretest.Throttled()), 503, "aws_unavailable", 0, "2", false},
+		// Review C2: a claim WeChat could not confirm rotates nothing.
+		{"claim unverified", fmt.Errorf("refresh: demo: %w", refresh.ErrUnverified), 503, "claim_unverified", 0, "30", false},
 		{"waited for a refresh that could not reach WeChat", &refresh.FailedError{App: "demo", Class: "retryable", Message: "wechat: token: connection refused"}, 502, "wechat_unavailable", 0, "5", false},
 		{"wechat unreachable", fmt.Errorf("refresh: demo: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("connection refused")}), 502, "wechat_unavailable", 0, "5", false},
 		{"lock timeout", fmt.Errorf("%w (app demo)", refresh.ErrLockTimeout), 503, "refresh_in_progress", 0, "1", false},

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
@@ -91,7 +90,7 @@ func status(t *testing.T, r *refresh.Refresher, app string) refresh.Status {
 func lockOut(t *testing.T, b *bed, app string) {
 	t.Helper()
 	now := b.sb.Now()
-	if _, err := lease.New(newDynamo(b), b.table).Acquire(ctxT(t), app, "stuck", now, now.Add(time.Minute)); err != nil {
+	if _, err := b.leases().Acquire(ctxT(t), app, "stuck", now, now.Add(time.Minute)); err != nil {
 		t.Fatalf("setup: take the lease as another owner: %v", err)
 	}
 }
@@ -520,11 +519,7 @@ func TestDefectC11UnchangedAnswerPersists(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Stable))
 	tok := publish(t, b, a.Name)
-	_, err := newDynamo(b).DeleteItem(ctxT(t), &dynamodb.DeleteItemInput{TableName: aws.String(b.table),
-		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "state#" + a.Name}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.deleteState(a.Name)
 	sched := b.refresher("scheduler")
 	b.sb.Clock().Advance(time.Minute)
 	before := b.sb.Calls(wechattest.PathStableToken, a.AppID)
@@ -554,6 +549,7 @@ func TestDefectC11UnchangedAnswerPersists(t *testing.T) {
 // attempt fetches another token, superseding the last).
 func TestDefectC4PublishFailureKeepsToken(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
+	b.needEngines()
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
 	ssmp := awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.SSM)))
 	via := func(owner string) *refresh.Refresher {
@@ -613,6 +609,7 @@ func TestDefectC4PublishFailureKeepsToken(t *testing.T) {
 // "fenced".
 func TestDefectC8CommitFailureKeepsNoStaleErrcode(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
+	b.needEngines()
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
 	ddbp := awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.DynamoDB)))
 	events := &eventLog{}
@@ -672,7 +669,7 @@ func TestDefectC10FencingPerAcquisition(t *testing.T) {
 			b.sb.Clock().Advance(refresh.DefaultLeaseDuration + time.Second)
 			now := b.sb.Now()
 			until = now.Add(refresh.DefaultLeaseDuration)
-			_, takeErr = lease.New(newDynamo(b), b.table).Acquire(context.WithoutCancel(ctx), a.Name, "instance-1", now, until)
+			_, takeErr = b.leases().Acquire(context.WithoutCancel(ctx), a.Name, "instance-1", now, until)
 			return tok, err
 		}}
 	})

@@ -303,6 +303,7 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		start = t0
 	}
 	b := newBed(t, wechattest.Config{Clock: wechattest.NewClock(start, 0)})
+	b.needEngines()
 	e := &faultEnv{b: b, app: b.app(appNamed("shop", registry.OfficialAccount, tc.mode)), api: apiOf(tc.mode)}
 	e.ddb = awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.DynamoDB)))
 	e.ssmp = awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.SSM)))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,30 +15,39 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
+	"github.com/wxtoken/wxtoken/pkg/lease/leasetest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/registry/registrytest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
 var t0 = time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC) // 10:00 in Beijing
 
-// bed is one test's world: the sandbox (frozen clock), a fresh table and
-// parameter prefix in the local engines, and a log that is scanned for
-// secrets and tokens when the test ends.
+// bed is one test's world: the sandbox (frozen clock), the AWS side and a
+// log that is scanned for secrets and tokens when the test ends. The AWS side
+// is the local engines (a fresh table and parameter prefix in DynamoDB Local
+// and moto) when the test bed is running, as under make test, and the
+// in-memory fakes otherwise, so that `go test ./pkg/refresh/` runs the
+// protocol and policy tests without engines. (The fakes are kept honest by
+// the contract suites in leasetest, tokenstoretest and registrytest.)
 type bed struct {
 	t       *testing.T
 	sb      *wechattest.Server
 	cfg     aws.Config
 	table   string
 	prefix  string
+	fakes   *fakeAWS // nil: the engines
 	logs    *syncBuffer
 	logw    io.Writer // logs, and the leak scan's sink
 	mu      sync.Mutex
@@ -45,24 +55,58 @@ type bed struct {
 	seen    []string // tokens handed out, to look for in the logs
 }
 
+// fakeAWS is the AWS side of a bed without engines.
+type fakeAWS struct {
+	leases *leasetest.Fake
+	store  *tokenstoretest.Fake
+	apps   *registrytest.Fake
+}
+
+// useEngines reports whether tests run against the local engines: when the
+// test bed announced them, or requires them (then awstest.Config fails a
+// test whose engine is missing).
+func useEngines() bool {
+	return os.Getenv(awstest.EndpointEnv(awstest.DynamoDB)) != "" || os.Getenv(awstest.EndpointEnv(awstest.SSM)) != "" ||
+		os.Getenv(awstest.RequiredEnv) == "required"
+}
+
 func newBed(t *testing.T, sbCfg wechattest.Config) *bed {
 	t.Helper()
-	cfg := awstest.Config(t, awstest.DynamoDB, awstest.SSM)
+	return newBedOn(t, sbCfg, useEngines())
+}
+
+// newFakeBed is a bed on the in-memory fakes even when the engines run, for
+// tests that inject faults through the fakes' hooks.
+func newFakeBed(t *testing.T, sbCfg wechattest.Config) *bed {
+	t.Helper()
+	return newBedOn(t, sbCfg, false)
+}
+
+func newBedOn(t *testing.T, sbCfg wechattest.Config, engines bool) *bed {
+	t.Helper()
 	if sbCfg.Clock == nil {
 		sbCfg.Clock = wechattest.NewClock(t0, 0)
 	}
-	b := &bed{
-		t:      t,
-		sb:     wechattest.NewServer(sbCfg),
-		cfg:    cfg,
-		table:  awstest.Table(t, cfg),
-		prefix: "/" + awstest.Name(t, "wx"),
-		logs:   &syncBuffer{},
+	b := &bed{t: t, sb: wechattest.NewServer(sbCfg), logs: &syncBuffer{}, prefix: "/" + awstest.Name(t, "wx")}
+	if engines {
+		b.cfg = awstest.Config(t, awstest.DynamoDB, awstest.SSM)
+		b.table = awstest.Table(t, b.cfg)
+	} else {
+		b.fakes = &fakeAWS{leases: leasetest.New(), store: tokenstoretest.New(b.prefix), apps: registrytest.New()}
 	}
 	b.logw = io.MultiWriter(b.logs, leakscan.Sink(t, "refresher"))
 	t.Cleanup(b.sb.Close)
 	t.Cleanup(b.scanLogs)
 	return b
+}
+
+// needEngines skips a test that drives the engines through a fault-injecting
+// proxy when they are absent (under make test they are always present).
+func (b *bed) needEngines() {
+	b.t.Helper()
+	if b.fakes != nil {
+		b.t.Skip("drives DynamoDB Local and moto through a fault-injecting proxy; run it under make test")
+	}
 }
 
 // app registers an app in the sandbox, its secret in SSM and its item in
@@ -82,6 +126,10 @@ func (b *bed) putSecret(name, secret string) {
 	b.mu.Lock()
 	b.secrets = append(b.secrets, secret)
 	b.mu.Unlock()
+	if b.fakes != nil {
+		b.fakes.store.PutSecret(name, secret)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := ssm.NewFromConfig(b.cfg).PutParameter(ctx, &ssm.PutParameterInput{
@@ -95,23 +143,98 @@ func (b *bed) putSecret(name, secret string) {
 
 func (b *bed) putItem(a registry.App) {
 	b.t.Helper()
+	b.putRawItem(a.Name, registry.Item(a))
+}
+
+// putRawItem stores an app item as it is, malformed or not.
+func (b *bed) putRawItem(name string, item map[string]ddbtypes.AttributeValue) {
+	b.t.Helper()
+	if b.fakes != nil {
+		b.fakes.apps.PutItem(name, item)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := dynamodb.NewFromConfig(b.cfg).PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(b.table), Item: registry.Item(a)}); err != nil {
-		b.t.Fatalf("register %s: %v", a.Name, err)
+	if _, err := dynamodb.NewFromConfig(b.cfg).PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(b.table), Item: item}); err != nil {
+		b.t.Fatalf("register %s: %v", name, err)
+	}
+}
+
+// removeApp deletes an app's registration (its state stays).
+func (b *bed) removeApp(name string) {
+	b.t.Helper()
+	if b.fakes != nil {
+		b.fakes.apps.Remove(name)
+		return
+	}
+	_, err := newDynamo(b).DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(b.table),
+		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "app#" + name}}})
+	if err != nil {
+		b.t.Fatalf("remove %s: %v", name, err)
+	}
+}
+
+// leases is the lease table the refreshers share.
+func (b *bed) leases() refresh.Leases {
+	if b.fakes != nil {
+		return b.fakes.leases
+	}
+	return lease.New(newDynamo(b), b.table)
+}
+
+// tokens is the token store the refreshers share.
+func (b *bed) tokens() refresh.Store {
+	if b.fakes != nil {
+		return b.fakes.store
+	}
+	return tokenstore.New(ssm.NewFromConfig(b.cfg), b.prefix, "")
+}
+
+// deleteState removes an app's state item (a new table over an existing
+// parameter prefix).
+func (b *bed) deleteState(app string) {
+	b.t.Helper()
+	if b.fakes != nil {
+		b.fakes.leases.Delete(app)
+		return
+	}
+	_, err := newDynamo(b).DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(b.table),
+		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "state#" + app}}})
+	if err != nil {
+		b.t.Fatalf("delete the state of %s: %v", app, err)
 	}
 }
 
 // refresher returns a refresher with SDK clients and an HTTP pool of its own,
-// as a separate Lambda instance would have.
+// as a separate Lambda instance would have (on the fakes, sharing them as
+// instances share the table and the parameters).
 func (b *bed) refresher(owner string, tune ...func(*refresh.Refresher)) *refresh.Refresher {
+	if b.fakes != nil {
+		r := b.newRefresher(owner, b.sb.URL)
+		r.Apps, r.Store, r.Leases = b.fakes.apps, b.fakes.store, b.fakes.leases
+		for _, f := range tune {
+			f(r)
+		}
+		return r
+	}
 	return b.refresherVia(owner, b.sb.URL, nil, nil, tune...)
+}
+
+func (b *bed) newRefresher(owner, wechatURL string) *refresh.Refresher {
+	return &refresh.Refresher{
+		WeChat: &wechat.Client{BaseURLs: []string{wechatURL}, WeComBaseURLs: []string{wechatURL}, Now: b.sb.Now,
+			BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+		Owner:  owner,
+		Now:    b.sb.Now,
+		Logger: slog.New(slog.NewJSONHandler(b.logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("owner", owner),
+	}
 }
 
 // refresherVia is refresher with WeChat at wechatURL and the SDK clients'
 // options amended by ddbOpt and ssmOpt (nil: none), for tests that put a
-// proxy in between.
+// proxy in between. It needs the engines.
 func (b *bed) refresherVia(owner, wechatURL string, ddbOpt func(*dynamodb.Options), ssmOpt func(*ssm.Options), tune ...func(*refresh.Refresher)) *refresh.Refresher {
+	b.needEngines()
 	db := dynamodb.NewFromConfig(b.cfg, func(o *dynamodb.Options) {
 		o.HTTPClient = awshttp.NewBuildableClient()
 		if ddbOpt != nil {
@@ -124,16 +247,8 @@ func (b *bed) refresherVia(owner, wechatURL string, ddbOpt func(*dynamodb.Option
 			ssmOpt(o)
 		}
 	})
-	r := &refresh.Refresher{
-		Apps:   registry.New(db, b.table),
-		Store:  tokenstore.New(sc, b.prefix, ""),
-		Leases: lease.New(db, b.table),
-		WeChat: &wechat.Client{BaseURLs: []string{wechatURL}, WeComBaseURLs: []string{wechatURL}, Now: b.sb.Now,
-			BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-		Owner:  owner,
-		Now:    b.sb.Now,
-		Logger: slog.New(slog.NewJSONHandler(b.logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("owner", owner),
-	}
+	r := b.newRefresher(owner, wechatURL)
+	r.Apps, r.Store, r.Leases = registry.New(db, b.table), tokenstore.New(sc, b.prefix, ""), lease.New(db, b.table)
 	for _, f := range tune {
 		f(r)
 	}
@@ -145,7 +260,7 @@ func (b *bed) published(app string) (string, int64) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, v, err := tokenstore.New(ssm.NewFromConfig(b.cfg), b.prefix, "").Get(ctx, app)
+	tok, v, err := b.tokens().Get(ctx, app)
 	if err != nil {
 		b.t.Fatalf("read published token of %s: %v", app, err)
 	}
@@ -155,7 +270,7 @@ func (b *bed) published(app string) (string, int64) {
 
 func (b *bed) state(app string) lease.State {
 	b.t.Helper()
-	st, err := lease.New(newDynamo(b), b.table).Get(context.Background(), app)
+	st, err := b.leases().Get(context.Background(), app)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func (t *txn) readSecret() error {
 
 // failed records a failure in the fields the release writes (P6).
 func (t *txn) failed(err error, secretVersion int64) {
-	f := failureFields(t.r.policy(), t.q.kind, err, t.r.now(), secretVersion)
+	f := failureFields(t.r.policy(), t.a, t.q.kind, err, t.r.now(), secretVersion)
 	f.CallsDay, f.CallsToday = t.fields.CallsDay, t.fields.CallsToday
 	t.fields = f
 }

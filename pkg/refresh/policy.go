@@ -34,9 +34,10 @@ const (
 	ClassProgramming  Class = "programming"   // WeChat: a request it calls malformed
 	ClassOther        Class = "other"         // WeChat: an unusable answer or an undocumented code
 	ClassUnavailable  Class = "aws_unavailable"
-	ClassTimeout      Class = "timeout"    // the caller's or the lease's time ran out
-	ClassUnverified   Class = "unverified" // a claim WeChat could not confirm or deny
-	ClassInternal     Class = "internal"   // anything else
+	ClassTimeout      Class = "timeout"     // the caller's or the lease's time ran out
+	ClassInProgress   Class = "in_progress" // another refresh of the app did not finish in time
+	ClassUnverified   Class = "unverified"  // a claim WeChat could not confirm or deny
+	ClassInternal     Class = "internal"    // anything else
 )
 
 // Pause is how long a failure stops further WeChat calls.
@@ -94,6 +95,8 @@ var policy = map[Class]Decision{
 		Message: "AWS (DynamoDB or SSM) is throttling or unavailable; retry shortly"},
 	ClassTimeout: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "timeout", RetryAfter: time.Second,
 		Message: "the refresh did not finish in time; the last good token stays published; retry shortly"},
+	ClassInProgress: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "refresh_in_progress", RetryAfter: time.Second,
+		Message: "another refresh of this app is in progress and did not finish in time; retry shortly"},
 	ClassUnverified: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "claim_unverified", RetryAfter: 30 * time.Second,
 		Message: "WeChat could not confirm that the token is invalid, so it was not replaced; keep using it and retry later"},
 	ClassInternal: {HTTPStatus: http.StatusInternalServerError, Code: "internal", Message: "internal error"},
@@ -115,11 +118,14 @@ func Policy(c Class) Decision {
 // claims, and ClassInternal for the rest.
 func ClassOf(err error) Class {
 	var failed *FailedError
+	var refused *RefusedError
 	switch {
 	case err == nil:
 		return ClassNone
-	case errors.As(err, &failed) && failed.Class != "":
-		return failed.Class
+	case errors.As(err, &failed):
+		return recorded(failed.Class, failed.ErrCode)
+	case errors.As(err, &refused):
+		return recorded(refused.Class, refused.ErrCode)
 	case errors.Is(err, ErrUnverified):
 		return ClassUnverified
 	case errors.Is(err, errNoSecret):
@@ -127,7 +133,7 @@ func ClassOf(err error) Class {
 	case errors.Is(err, lease.ErrUnavailable), errors.Is(err, tokenstore.ErrUnavailable):
 		return ClassUnavailable
 	case errors.Is(err, ErrLockTimeout):
-		return ClassTimeout
+		return ClassInProgress
 	}
 	var we *wechat.Error
 	var te *wechat.TransportError
@@ -138,6 +144,19 @@ func ClassOf(err error) Class {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return ClassTimeout
+	}
+	return ClassInternal
+}
+
+// recorded is the class of a failure as the state recorded it; a record
+// without a class (written by an older version) is classified by its
+// errcode, as a credential call's.
+func recorded(c Class, code int) Class {
+	switch {
+	case c != ClassNone:
+		return c
+	case code != 0:
+		return Class(wechat.Classify(&wechat.Error{Op: wechat.OpToken, Code: code}).String())
 	}
 	return ClassInternal
 }
@@ -168,7 +187,7 @@ func errCodeOf(err error) int {
 // have their own daily limit) and tied to the secret in use, so that a new
 // secret ends it. On-demand and forced attempts start the minimum interval
 // only when the decision says a retry cannot help.
-func failureFields(cfg policyConfig, k kind, err error, now time.Time, secretVersion int64) lease.Fields {
+func failureFields(cfg policyConfig, a registry.App, k kind, err error, now time.Time, secretVersion int64) lease.Fields {
 	d := Decide(err)
 	msg, class, code := err.Error(), string(d.Class), errCodeOf(err)
 	f := lease.Fields{LastError: &msg, LastErrorClass: &class, LastErrCode: &code, LastErrorAt: now}
@@ -182,9 +201,10 @@ func failureFields(cfg policyConfig, k kind, err error, now time.Time, secretVer
 		until = now.Add(cfg.configBlock)
 	}
 	if !until.IsZero() {
-		if k == force && d.Pause != PauseConfig {
-			// A quota answered to a forced call (stable_token's 20 a day)
-			// says nothing about normal mode, which WeChat still serves.
+		if k == force && a.Mode == registry.Stable && d.Pause != PauseConfig {
+			// A quota answered to a forced stable_token call (its 20 a
+			// day) says nothing about normal mode, which WeChat still
+			// serves. (Classic and WeCom force the same API they use.)
 			f.ForceBlockedUntil = &until
 		} else {
 			f.BlockedUntil = &until
@@ -290,7 +310,9 @@ func admit(a registry.App, st lease.State, k kind, now time.Time, secretVersion 
 	if k == force {
 		blocked = st.ForceBlockedUntil
 	}
-	newSecret := st.BlockedSecretVersion > 0 && secretVersion > 0 && secretVersion != st.BlockedSecretVersion
+	// A pause records the secret's version when it began (-1: there was no
+	// secret); a secret written since ends it.
+	newSecret := st.BlockedSecretVersion != 0 && secretVersion > 0 && secretVersion != st.BlockedSecretVersion
 	if blocked.After(now) && !newSecret {
 		return &refusal{reason: ReasonBlocked, retryAfter: blocked.Sub(now), errCode: st.LastErrCode, class: Class(st.LastErrorClass)}
 	}

@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
@@ -323,10 +319,7 @@ func TestStalledHolderCannotPublish(t *testing.T) {
 	// An out-of-order write of an older token (what a writer that slipped
 	// past every guard would do) is repaired by the next run.
 	older := "an-older-token-" + strings.Repeat("x", 40)
-	_, err = ssm.NewFromConfig(b.cfg).PutParameter(context.Background(), &ssm.PutParameterInput{
-		Name: aws.String(b.prefix + "/shop/access_token"), Value: aws.String(older),
-		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)})
-	if err != nil {
+	if _, err = b.tokens().Put(context.Background(), "shop", older); err != nil {
 		t.Fatal(err)
 	}
 	mustRefreshDue(t, b.refresher("scheduler", func(r *refresh.Refresher) { r.CheckEvery = time.Minute }))
@@ -382,7 +375,7 @@ func TestStalledAnswerIsFenced(t *testing.T) {
 			if got := events.outcomes(); len(got) != 1 || got[0] != refresh.OutcomeFenced {
 				t.Errorf("late holder's events %v, want [%s]", got, refresh.OutcomeFenced)
 			}
-			pub, v, perr := tokenstore.New(ssm.NewFromConfig(b.cfg), b.prefix, "").Get(ctxT(t), a.Name)
+			pub, v, perr := b.tokens().Get(ctxT(t), a.Name)
 			b.saw(pub)
 			st := b.state(a.Name)
 			if !takeover {
@@ -410,7 +403,7 @@ func TestStalledAnswerIsFenced(t *testing.T) {
 // generation, nor release the new holder's lease.
 func TestLeaseFencing(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
-	tbl := lease.New(newDynamo(b), b.table)
+	tbl := b.leases()
 	ctx := ctxT(t)
 	now := t0
 	st, err := tbl.Acquire(ctx, "shop", "A", now, now.Add(time.Minute))

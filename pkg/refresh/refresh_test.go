@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -304,11 +300,7 @@ func TestRemovedAppStateIsCleanedUp(t *testing.T) {
 	if st := b.state(a.Name); !st.CleanupAt.IsZero() {
 		t.Fatalf("a registered app's state has a TTL: %v", st.CleanupAt)
 	}
-	_, err := newDynamo(b).DeleteItem(ctxT(t), &dynamodb.DeleteItemInput{TableName: aws.String(b.table),
-		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "app#gone"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.removeApp("gone")
 	mustRefreshDue(t, b.refresher("scheduler"))
 	if st := b.state("gone"); st.CleanupAt.Sub(b.sb.Now()) != refresh.DefaultCleanupAfter {
 		t.Errorf("removed app's state cleanup at %v, want %v from now", st.CleanupAt, refresh.DefaultCleanupAfter)

@@ -242,6 +242,9 @@ func (r *Refresher) do(ctx context.Context, j job, p *pacer) Outcome {
 			return Outcome{App: a.Name, Status: StatusNotDue}
 		}
 	case jobPaused:
+		if p.wait(ctx) != nil {
+			return blockedOutcome(a, j.st, r.now())
+		}
 		now := r.now()
 		if admit(a, j.st, scheduled, now, r.secretVersion(ctx, a.Name)) != nil {
 			return blockedOutcome(a, j.st, now)

@@ -197,7 +197,7 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 		switch {
 		case r.Reason == refresh.ReasonDailyBudget:
 			return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
-		case refresh.Policy(r.Class).Page:
+		case refresh.Decide(r).Page:
 			return fmt.Sprintf("calls are paused for %s after WeChat errcode %d (%s); fix the cause (see the runbook)",
 				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
 		case expiring:

@@ -312,6 +312,15 @@ func (f *Fake) List(ctx context.Context) ([]lease.State, error) {
 	return out, nil
 }
 
+// Delete removes an app's state item, as a test (or DynamoDB's TTL, or a
+// new table over an existing parameter prefix) would; it is not a method of
+// the table.
+func (f *Fake) Delete(app string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.items, app)
+}
+
 // ms is a time as the table stores it: Unix milliseconds.
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
