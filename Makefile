@@ -127,6 +127,10 @@ test: testbed-install consumers-install lint ## the whole suite: lint, Go tests 
 	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
 	$(TESTBED) -logdir $(SCAN_DIR)/engines -- env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) \
 		$(GO) test -race -count=1 -v ./... 2>&1 | tee $(SCAN_DIR)/go-test.log
+	@# The refresh core's protocol, policy and model tests again, on the
+	@# in-memory fakes with no engine (what `go test ./pkg/refresh/` runs on a
+	@# machine without the test bed); only the proxy-driven tests skip there.
+	env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) $(GO) test -race -count=1 -v ./pkg/refresh/ 2>&1 | tee $(SCAN_DIR)/go-test-fakes.log
 	$(GO) run ./infra/local/leakscan $(SCAN_DIR)
 	$(MAKE) sam-check
 
@@ -161,6 +165,8 @@ bench: testbed-install ## the benchmarks, fault matrix and fuzzing; rewrites BEN
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 40m ./infra/local/bench ./functions 2>&1 | tee $(BENCH_DIR)/go-bench.txt
 	$(TESTBED) -- env WXTOKEN_BENCH_DIR=$(abspath $(BENCH_DIR)) \
 		$(GO) test -count=1 -run '^TestFaultMatrix$$' -v -timeout 10m ./pkg/refresh 2>&1 | tee $(BENCH_DIR)/faults.txt
+	env WXTOKEN_BENCH_DIR=$(abspath $(BENCH_DIR)) WXTOKEN_MODEL_SEEDS=1200 \
+		$(GO) test -count=1 -run '^TestModel$$' -v -timeout 15m ./pkg/refresh 2>&1 | tee $(BENCH_DIR)/model.txt
 	FUZZTIME=$(FUZZTIME) GO=$(GO) infra/local/bench/fuzz.sh $(BENCH_DIR)
 	$(GO) run ./infra/local/benchreport -dir $(BENCH_DIR) -o BENCHMARKS.md -elapsed $$(( $$(date +%s) - $$(cat $(BENCH_DIR)/.started) ))s
 

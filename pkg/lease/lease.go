@@ -39,6 +39,9 @@
 //	verified_at       N  when that check was made
 //	drift_count       N  tokens found rotated behind wxtoken's back
 //	last_drift_at     N  when the last one was found
+//	superseded_at     N  a credential call that ends the published token (classic,
+//	                     forced stable) may have issued a token that was lost: the
+//	                     app is due until a token fetched after this is committed
 //	updated_at        N  last write
 //	ttl               N  Unix seconds; set only when the app is deregistered,
 //	                     so DynamoDB cleans the item up (cleanup only);
@@ -109,7 +112,10 @@ type State struct {
 	VerifiedAt           time.Time
 	DriftCount           int
 	LastDriftAt          time.Time
-	UpdatedAt            time.Time
+	// SupersededAt: a call that may have ended the published token issued
+	// a token that was lost (the app is due until a newer fetch commits).
+	SupersededAt time.Time
+	UpdatedAt    time.Time
 	// CleanupAt is when DynamoDB's TTL may delete the item (zero: never).
 	CleanupAt time.Time
 }
@@ -281,6 +287,7 @@ type Fields struct {
 	VerifiedAt           time.Time
 	DriftCount           *int
 	LastDriftAt          time.Time
+	SupersededAt         time.Time
 }
 
 func (f Fields) apply(u *update) {
@@ -331,6 +338,9 @@ func (f Fields) apply(u *update) {
 	}
 	if !f.LastDriftAt.IsZero() {
 		u.set("last_drift_at", ms(f.LastDriftAt))
+	}
+	if !f.SupersededAt.IsZero() {
+		u.set("superseded_at", ms(f.SupersededAt))
 	}
 }
 
@@ -513,6 +523,7 @@ func decode(item map[string]types.AttributeValue) State {
 		VerifiedAt:           t("verified_at"),
 		DriftCount:           int(n("drift_count")),
 		LastDriftAt:          t("last_drift_at"),
+		SupersededAt:         t("superseded_at"),
 		UpdatedAt:            t("updated_at"),
 		CleanupAt:            unixOrZero(n("ttl")),
 	}

@@ -3,6 +3,7 @@ package refresh_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -290,5 +291,53 @@ func TestClaimsKeepTheScheduleReserve(t *testing.T) {
 	b.sb.Clock().Advance(2 * time.Hour)
 	if rep := mustRefreshDue(t, b.refresher("scheduler")); rep.Count(refresh.StatusRefreshed) != 1 {
 		t.Errorf("scheduled run after the claims: %+v, want refreshed from the reserve", rep.Outcomes)
+	}
+}
+
+// TestLostForcedTokenMakesTheAppDue was found by the model check: a forced
+// stable refresh ends the published token at once; when the token it issued
+// is lost (the commit throttled, or the answer lost after WeChat issued it),
+// the app is due at the next run instead of serving a dead token until its
+// recorded expiry.
+func TestLostForcedTokenMakesTheAppDue(t *testing.T) {
+	for _, lose := range []string{"commit throttled", "answer lost"} {
+		t.Run(lose, func(t *testing.T) {
+			b := newFakeBed(t, wechattest.Config{})
+			a := b.app(appNamed("shop", registry.OfficialAccount, registry.Stable))
+			first := publish(t, b, a.Name)
+			b.sb.Clock().Advance(time.Minute)
+			op := b.refresher("operator", func(r *refresh.Refresher) {
+				r.WeChat.(*wechat.Client).HTTPClient = &http.Client{Timeout: 200 * time.Millisecond}
+			})
+			switch lose {
+			case "commit throttled":
+				b.fakes.leases.SetFault(func(o leasetest.Op, _ string) leasetest.Fault {
+					if o == leasetest.OpCommit {
+						return leasetest.Fault{Err: leasetest.Throttled()}
+					}
+					return leasetest.Fault{}
+				})
+			case "answer lost":
+				// The sandbox issues the token, then the answer comes
+				// too late for the client.
+				b.sb.Inject(wechattest.Fault{Path: wechattest.PathStableToken, Latency: wechattest.Duration(time.Second), Times: 1})
+			}
+			if _, err := op.ForceRefresh(ctxT(t), a.Name); err == nil {
+				t.Fatal("setup: the forced refresh succeeded")
+			}
+			b.fakes.leases.SetFault(nil)
+			b.sb.ClearFaults()
+			if lose == "commit throttled" && b.sb.Check(first) == 0 {
+				t.Fatal("setup: the forced call did not end the published token")
+			}
+			b.sb.Clock().Advance(time.Minute)
+			rep := mustRefreshDue(t, b.refresher("scheduler"))
+			if rep.Count(refresh.StatusRefreshed) != 1 {
+				t.Errorf("run after the lost forced token: %+v, want refreshed", rep.Outcomes)
+			}
+			if tok, _ := b.published(a.Name); b.sb.Check(tok) != 0 {
+				t.Error("the published token is not valid after the run")
+			}
+		})
 	}
 }

@@ -190,6 +190,11 @@ func (t *txn) fetch() (wechat.Token, error) {
 	}
 	if err != nil {
 		t.failed(err, t.secretVersion)
+		if supersedes(t.a, t.q.kind) && mayHaveIssued(err) {
+			// WeChat may have issued a token that ended (or will end) the
+			// published one: the app is due until a newer one is committed.
+			t.fields.SupersededAt = t.now
+		}
 		logFailure(t.ctx, t.log, err)
 		r.observe(t.ctx, failureEvent(t.a, t.q, err, calls))
 		t.fields.CallsDay, t.fields.CallsToday = &day, &calls
@@ -272,6 +277,10 @@ func (t *txn) commit(tok wechat.Token, drift bool) (Result, error) {
 			callsDay, callsToday := t.fields.CallsDay, t.fields.CallsToday
 			t.failed(fmt.Errorf("commit failed: %w", err), 0)
 			t.fields.CallsDay, t.fields.CallsToday = callsDay, callsToday
+			if supersedes(a, q.kind) {
+				// The discarded token ends the published one.
+				t.fields.SupersededAt = t.now
+			}
 		}
 		t.log.ErrorContext(t.ctx, "could not commit the new token; it is discarded", "error", err.Error(), "fingerprint", tok.Fingerprint())
 		r.observe(t.ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: outcome, CallsToday: calls, Drift: drift, Class: ClassOf(err)})

@@ -218,6 +218,28 @@ func failureFields(cfg policyConfig, a registry.App, k kind, err error, now time
 	return f
 }
 
+// supersedes reports whether a credential call of kind k for the app ends the
+// published token when WeChat issues one: every classic call (after a
+// 5-minute grace) and a forced stable call (at once).
+func supersedes(a registry.App, k kind) bool {
+	return a.Mode == registry.Classic || a.Mode == registry.Stable && k == force
+}
+
+// mayHaveIssued reports whether a failed credential call may still have
+// made WeChat issue a token: any failure but an errcode answer or a request
+// that never left.
+func mayHaveIssued(err error) bool {
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		return false
+	}
+	var te *wechat.TransportError
+	if errors.As(err, &te) {
+		return te.Sent
+	}
+	return true
+}
+
 // policyConfig is the part of the Refresher's configuration the pure
 // decisions read.
 type policyConfig struct {
@@ -243,6 +265,7 @@ const (
 	DueUnpublished DueReason = "unpublished"     // a token was fetched but never reached SSM
 	DueAccount     DueReason = "account_changed" // the app now names another account (appid or kind)
 	DueMode        DueReason = "mode_changed"    // the app switched credential APIs
+	DueSuperseded  DueReason = "superseded"      // a call that ends the published token may have issued one that was lost
 	DueExpiry      DueReason = "expiry"          // classic/WeCom margin, or stable's final window
 )
 
@@ -255,6 +278,8 @@ func due(cfg policyConfig, a registry.App, st lease.State, publishedOK bool, exp
 		return DueUnpublished
 	case !st.HasToken() || !publishedOK || expiresAt.IsZero():
 		return DueNoToken
+	case st.SupersededAt.After(st.FetchedAt):
+		return DueSuperseded
 	case !sameAccount(a, st):
 		return DueAccount
 	case st.Mode != string(a.Mode):

@@ -23,7 +23,7 @@ import (
 )
 
 // sections in the order of BENCHMARKS.md.
-var sections = []string{"availability.md", "burst.md", "scale.md", "functions.md", "faults.md", "fuzz.md"}
+var sections = []string{"availability.md", "burst.md", "scale.md", "functions.md", "faults.md", "model.md", "fuzz.md"}
 
 func main() {
 	dir := flag.String("dir", ".cache/bench", "directory holding the sections")
@@ -50,7 +50,7 @@ func build(dir, limitsPath string, elapsed time.Duration) ([]byte, error) {
 		"with the strategies and sizes side by side in that run, so compare within a table, not with another machine.\n\n")
 	b.WriteString("## How to reproduce\n\n```sh\nmake bench   # installs the test bed if needed, runs everything below, rewrites BENCHMARKS.md\n```\n\n")
 	b.WriteString("`make bench` starts DynamoDB Local and moto (the same pinned engines as `make test`), runs the Go benchmarks of infra/local/bench and functions/ " +
-		"once each (`-benchtime 1x`, the workloads are sized in the code), the fault matrix test of pkg/refresh, and each fuzz target for a bounded time, " +
+		"once each (`-benchtime 1x`, the workloads are sized in the code), the fault matrix test and the randomized model check (TestModel) of pkg/refresh, and each fuzz target for a bounded time, " +
 		"then assembles this file from the sections they write into `.cache/bench/`. WeChat is the project's sandbox (pkg/wechat/wechattest), which follows WeChat's documented rules; " +
 		"no real WeChat or AWS service is involved, so latencies and wall times are this machine's, while counts (WeChat calls, AWS calls, rejected requests) carry over.\n\n")
 	b.WriteString("## Machine\n\n")

@@ -278,13 +278,13 @@ func contractCases() []contractCase {
 				LastError: ptr("quota"), LastErrCode: ptr(45009), LastErrorClass: ptr("quota"), LastErrorAt: at(time.Second),
 				BlockedUntil: ptr(at(time.Hour)), ForceBlockedUntil: ptr(at(2 * time.Hour)), BlockedSecretVersion: ptr(int64(3)),
 				CallsDay: ptr("2031-05-06"), CallsToday: ptr(4), LastOnDemandAt: at(2 * time.Second),
-				VerifiedFP: ptr("fpv"), VerifiedAt: at(3 * time.Second), DriftCount: ptr(2), LastDriftAt: at(4 * time.Second),
+				VerifiedFP: ptr("fpv"), VerifiedAt: at(3 * time.Second), DriftCount: ptr(2), LastDriftAt: at(4 * time.Second), SupersededAt: at(5 * time.Second),
 			}
 			full := lease.State{
 				App: "shop", LastError: "quota", LastErrCode: 45009, LastErrorClass: "quota", LastErrorAt: stored(at(time.Second)),
 				BlockedUntil: stored(at(time.Hour)), ForceBlockedUntil: stored(at(2 * time.Hour)), BlockedSecretVersion: 3,
 				CallsDay: "2031-05-06", CallsToday: 4, LastOnDemandAt: stored(at(2 * time.Second)),
-				VerifiedFP: "fpv", VerifiedAt: stored(at(3 * time.Second)), DriftCount: 2, LastDriftAt: stored(at(4 * time.Second)),
+				VerifiedFP: "fpv", VerifiedAt: stored(at(3 * time.Second)), DriftCount: 2, LastDriftAt: stored(at(4 * time.Second)), SupersededAt: stored(at(5 * time.Second)),
 				UpdatedAt: stored(at(10 * time.Second)),
 			}
 			cases := []struct {

@@ -373,4 +373,7 @@ func applyFields(u *update, f lease.Fields) {
 	if !f.LastDriftAt.IsZero() {
 		u.set("last_drift_at", ms(f.LastDriftAt))
 	}
+	if !f.SupersededAt.IsZero() {
+		u.set("superseded_at", ms(f.SupersededAt))
+	}
 }

@@ -66,6 +66,7 @@ func (it item) decode(app string) lease.State {
 		VerifiedAt:           t("verified_at"),
 		DriftCount:           int(n("drift_count")),
 		LastDriftAt:          t("last_drift_at"),
+		SupersededAt:         t("superseded_at"),
 		UpdatedAt:            t("updated_at"),
 		CleanupAt:            cleanup,
 	}

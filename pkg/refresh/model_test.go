@@ -1,0 +1,856 @@
+package refresh_test
+
+// TestModel is the randomized model check of docs/design.md's invariants: it
+// drives the real refresher, on the in-memory fakes and the WeChat sandbox
+// (model_world_test.go), through seeded random scenarios of schedule runs,
+// claims, forced refreshes, WeChat answers, AWS failures and operator
+// actions, and checks the invariants after every simulated minute (and every
+// 10 s sample where cheap). A failure prints the seed and the shortest step
+// list found that still breaks the same invariant.
+//
+//	WXTOKEN_MODEL_SEED=<n>   replay one seed
+//	WXTOKEN_MODEL_SEEDS=<n>  how many seeds to run (consecutive from modelSeedBase)
+//	WXTOKEN_BENCH_DIR=<dir>  also write model.md there (make bench)
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/lease"
+	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/wechat"
+	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
+)
+
+const (
+	modelSeedBase     = 20261121000
+	modelDefaultSeeds = 80
+	modelMaxReplays   = 200
+)
+
+// modelAppSpec is one app of a scenario.
+type modelAppSpec struct {
+	Name   string
+	Kind   registry.Kind
+	Mode   registry.Mode
+	Budget int // 0: the registry's default
+}
+
+type modelActKind int
+
+const (
+	actFault      modelActKind = iota // N: modelFaultKind, K: steps
+	actCommitOnce                     // DynamoDB throttles the app's next Commit
+	actRogue                          // a second fetcher with the app's secret
+	actForce                          // the operator forces a refresh
+	actClearQuota                     // the operator clears the quota (N=1: then forces a refresh)
+	actSecret                         // N=0: the correct secret again (new version); N=1: a wrong one
+	actWhitelist                      // N=0: WeChat's IP whitelist excludes us; N=1: fixed
+	actAppID                          // the app now names a new WeChat account
+	actRemove                         // N=0: deregistered; N=1: registered again
+	actBurst                          // K callers; N: 0 false claims, 1 true claims, 2 ensure
+	actKinds
+)
+
+var modelActNames = [actKinds]string{"fault", "commit throttled", "rogue fetch", "force refresh", "clear quota", "secret",
+	"whitelist", "appid changed", "removed/re-registered", "consumer burst"}
+
+// modelAction is one thing that happens in a step.
+type modelAction struct {
+	Kind modelActKind
+	App  int
+	K, N int
+	V    uint64
+}
+
+// label is the action's type for the report.
+func (a modelAction) label() string {
+	switch a.Kind {
+	case actFault:
+		return "fault: " + modelFaultKind(a.N).String()
+	case actBurst:
+		return "burst: " + [...]string{"false claims", "true claims", "ensure"}[a.N]
+	case actSecret:
+		return [...]string{"secret: same again", "secret: wrong"}[a.N]
+	case actWhitelist:
+		return [...]string{"whitelist: on", "whitelist: fixed"}[a.N]
+	case actRemove:
+		return [...]string{"app removed", "app re-registered"}[a.N]
+	case actClearQuota:
+		return [...]string{"clear quota", "clear quota + force"}[a.N]
+	}
+	return modelActNames[a.Kind]
+}
+
+func (a modelAction) describe(sc *modelScenario) string {
+	app := sc.Apps[a.App].Name
+	switch a.Kind {
+	case actFault:
+		return fmt.Sprintf("%s: %s for %d step(s)", app, modelFaultKind(a.N), a.K)
+	case actBurst:
+		return fmt.Sprintf("%s: %d caller(s), %s", app, a.K, a.label()[len("burst: "):])
+	}
+	return app + ": " + a.label()
+}
+
+type modelStep []modelAction
+
+type modelScenario struct {
+	Seed  uint64
+	Apps  []modelAppSpec
+	Steps []modelStep
+}
+
+func (sc *modelScenario) String() string {
+	var b strings.Builder
+	for _, a := range sc.Apps {
+		budget := "default budget"
+		if a.Budget > 0 {
+			budget = fmt.Sprintf("budget %d", a.Budget)
+		}
+		fmt.Fprintf(&b, "  app %s: %s, %s, %s\n", a.Name, a.Kind, a.Mode, budget)
+	}
+	empty := -1
+	flush := func(end int) {
+		if empty >= 0 {
+			fmt.Fprintf(&b, "  steps %d-%d: (schedule runs only)\n", empty, end)
+			empty = -1
+		}
+	}
+	for i, st := range sc.Steps {
+		if len(st) == 0 {
+			if empty < 0 {
+				empty = i
+			}
+			continue
+		}
+		flush(i - 1)
+		parts := make([]string, len(st))
+		for j, a := range st {
+			parts[j] = a.describe(sc)
+		}
+		fmt.Fprintf(&b, "  step %d (+%dm): %s\n", i, i, strings.Join(parts, "; "))
+	}
+	flush(len(sc.Steps) - 1)
+	return b.String()
+}
+
+// genModelScenario makes the scenario of seed.
+func genModelScenario(seed uint64) *modelScenario {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	p := func(x float64) bool { return rng.Float64() < x }
+	sc := &modelScenario{Seed: seed}
+	nApps := 2 + rng.IntN(3)
+	for i := 0; i < nApps; i++ {
+		spec := modelAppSpec{Name: "app-" + string(rune('a'+i))}
+		switch rng.IntN(5) {
+		case 0, 1:
+			spec.Kind = registry.OfficialAccount
+		case 2, 3:
+			spec.Kind = registry.MiniProgram
+		default:
+			spec.Kind = registry.WeCom
+		}
+		spec.Mode = registry.GetToken
+		if spec.Kind != registry.WeCom {
+			spec.Mode = registry.Stable
+			if p(0.5) {
+				spec.Mode = registry.Classic
+			}
+		}
+		switch rng.IntN(5) {
+		case 0:
+			spec.Budget = 24
+		case 1:
+			spec.Budget = 40
+		}
+		sc.Apps = append(sc.Apps, spec)
+	}
+	n := 60 + rng.IntN(121)
+	later := map[int][]modelAction{}
+	slowAt := -1
+	if p(0.5) {
+		slowAt = 1 + rng.IntN(n/2)
+	}
+	for s := 0; s < n; s++ {
+		var st modelStep
+		add := func(a modelAction) { st = append(st, a) }
+		app := func() int { return rng.IntN(nApps) }
+		if s > 0 {
+			if s == slowAt {
+				add(modelAction{Kind: actFault, App: app(), N: int(mfSlow), K: 3 + rng.IntN(12), V: rng.Uint64()})
+			}
+			if p(0.07) {
+				i, k := app(), 1+rng.IntN(6)
+				kind := modelFaultKind(rng.IntN(int(mfWeChatKinds)))
+				add(modelAction{Kind: actFault, App: i, N: int(kind), K: k, V: rng.Uint64()})
+				switch kind {
+				case mf45009:
+					later[s+k+1+rng.IntN(5)] = append(later[s+k+1+rng.IntN(5)], modelAction{Kind: actClearQuota, App: i, N: 1})
+				case mfLostAnswer:
+					if p(0.3) { // a forced call whose answer is lost
+						add(modelAction{Kind: actForce, App: i})
+					}
+				case mf40164:
+					if p(0.5) {
+						at := s + k + 1 + rng.IntN(4)
+						later[at] = append(later[at], modelAction{Kind: actForce, App: i})
+					}
+				}
+			}
+			if p(0.03) {
+				add(modelAction{Kind: actFault, App: app(), N: int(mfCheck), K: 1 + rng.IntN(4), V: rng.Uint64()})
+			}
+			if p(0.04) {
+				kind := []modelFaultKind{mfPutThrottled, mfPutLost, mfStoreGet, mfLeaseGet}[rng.IntN(4)]
+				add(modelAction{Kind: actFault, App: app(), N: int(kind), K: 1 + rng.IntN(5)})
+			}
+			if p(0.02) {
+				add(modelAction{Kind: actCommitOnce, App: app()})
+			}
+			if p(0.015) {
+				add(modelAction{Kind: actRogue, App: app()})
+			}
+			if p(0.02) {
+				add(modelAction{Kind: actForce, App: app()})
+			}
+			if p(0.01) {
+				add(modelAction{Kind: actClearQuota, App: app(), N: rng.IntN(2)})
+			}
+			if p(0.015) {
+				add(modelAction{Kind: actSecret, App: app()})
+			}
+			if p(0.01) {
+				i := app()
+				add(modelAction{Kind: actSecret, App: i, N: 1})
+				at := s + 1 + rng.IntN(10)
+				later[at] = append(later[at], modelAction{Kind: actSecret, App: i})
+			}
+			if p(0.01) {
+				i := app()
+				add(modelAction{Kind: actWhitelist, App: i})
+				at := s + 2 + rng.IntN(9)
+				later[at] = append(later[at], modelAction{Kind: actWhitelist, App: i, N: 1})
+				if p(0.5) {
+					later[at+rng.IntN(4)] = append(later[at+rng.IntN(4)], modelAction{Kind: actForce, App: i})
+				}
+			}
+			if p(0.008) {
+				add(modelAction{Kind: actAppID, App: app(), V: rng.Uint64()})
+			}
+			if p(0.008) {
+				i := app()
+				add(modelAction{Kind: actRemove, App: i})
+				at := s + 1 + rng.IntN(8)
+				later[at] = append(later[at], modelAction{Kind: actRemove, App: i, N: 1})
+			}
+			if p(0.15) {
+				kind := 0
+				switch r := rng.Float64(); {
+				case r < 0.35:
+					kind = 1
+				case r < 0.6:
+					kind = 2
+				}
+				add(modelAction{Kind: actBurst, App: app(), N: kind, K: 1 + rng.IntN(8), V: rng.Uint64()})
+			}
+		}
+		st = append(st, later[s]...)
+		sc.Steps = append(sc.Steps, st)
+	}
+	return sc
+}
+
+// modelViolation is a broken invariant.
+type modelViolation struct {
+	Inv  string
+	Step int
+	Msg  string
+}
+
+func (v *modelViolation) String() string {
+	return fmt.Sprintf("invariant %q broken at step %d: %s", v.Inv, v.Step, v.Msg)
+}
+
+// modelStats is what the runs did, for the report.
+type modelStats struct {
+	mu         sync.Mutex
+	scenarios  int
+	steps      int
+	actions    map[string]int
+	checks     map[string]int
+	violations int
+}
+
+func newModelStats() *modelStats {
+	return &modelStats{actions: map[string]int{}, checks: map[string]int{}}
+}
+
+func (s *modelStats) check(inv string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.checks[inv]++
+	s.mu.Unlock()
+}
+
+func (s *modelStats) action(a modelAction) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.actions[a.label()]++
+	s.mu.Unlock()
+}
+
+// The invariants' names.
+const (
+	invAvailability = "availability"
+	invIsolation    = "isolation"
+	invPause        = "no pause outlives its cause"
+	invOrder        = "never backwards, never garbage"
+	invClaims       = "claims"
+	invLeak         = "no token or secret in logs"
+	invInternal     = "model"
+)
+
+// playModel plays sc in a fresh world and returns the first violation.
+func playModel(sc *modelScenario, stats *modelStats) *modelViolation {
+	w := newModelWorld(sc, stats)
+	defer w.close()
+	for s, step := range sc.Steps {
+		w.step = s
+		w.expire(s)
+		for _, act := range step {
+			stats.action(act)
+			if v := w.do(s, act); v != nil {
+				return v
+			}
+		}
+		if v := w.run(s); v != nil {
+			return v
+		}
+		if stats != nil {
+			stats.mu.Lock()
+			stats.steps++
+			stats.mu.Unlock()
+		}
+	}
+	if v := w.checkLogs(len(sc.Steps) - 1); v != nil {
+		return v
+	}
+	if stats != nil {
+		stats.mu.Lock()
+		stats.scenarios++
+		stats.mu.Unlock()
+	}
+	return nil
+}
+
+// run is the step's scheduled run and the checks after it: once after the
+// run, then at 10 s samples up to the next minute.
+func (w *modelWorld) run(s int) *modelViolation {
+	// "A new secret ends a pause": apps whose correct secret was written
+	// in this step with no WeChat call for them since.
+	fresh := map[string]bool{}
+	for _, a := range w.apps {
+		if a.registered && a.secretAt == s && w.sb.TokenCalls(a.appid) == a.secretCalls {
+			fresh[a.spec.Name] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rep, err := w.sched.RefreshDue(ctx)
+	cancel()
+	if err != nil {
+		return &modelViolation{invInternal, s, "RefreshDue: " + err.Error()}
+	}
+	for _, o := range rep.Outcomes {
+		if !fresh[o.App] {
+			continue
+		}
+		w.stats.check(invPause)
+		if o.Status == refresh.StatusBlocked {
+			return &modelViolation{invPause, s, fmt.Sprintf("%s: the run right after a new secret was written reports the app blocked (%v)", o.App, o.Err)}
+		}
+	}
+	if v := w.checkPauses(s); v != nil {
+		return v
+	}
+	for k := 0; k < 6; k++ {
+		if v := w.checkPublished(s, k*10); v != nil {
+			return v
+		}
+		w.sb.Clock().Advance(10 * time.Second)
+	}
+	return nil
+}
+
+// checkPauses: a success ends every pause. Commit clears the last error and
+// every pause together, and a later failure records its error with its
+// pause; so an app whose state shows a token and no error since must show
+// no pause (Status reports only pauses still in force).
+func (w *modelWorld) checkPauses(s int) *modelViolation {
+	for _, a := range w.apps {
+		if !a.registered {
+			continue
+		}
+		var st refresh.Status
+		var err error
+		w.read(func(ctx context.Context) { st, err = w.sched.Status(ctx, a.spec.Name) })
+		if err != nil {
+			return &modelViolation{invInternal, s, fmt.Sprintf("%s: Status: %v", a.spec.Name, err)}
+		}
+		if st.Generation == 0 || st.LastError != "" || !st.LastErrorAt.IsZero() {
+			continue
+		}
+		w.stats.check(invPause)
+		if !st.BlockedUntil.IsZero() || !st.ForceBlockedUntil.IsZero() {
+			return &modelViolation{invPause, s, fmt.Sprintf("%s: generation %d committed and no failure since, yet blocked_until %v, force_blocked_until %v",
+				a.spec.Name, st.Generation, st.BlockedUntil.Format(time.TimeOnly), st.ForceBlockedUntil.Format(time.TimeOnly))}
+		}
+	}
+	return nil
+}
+
+// checkPublished checks what SSM holds for every app at sample sec of step
+// s: never an older token than before, never one WeChat did not issue
+// (order), and a valid token of the app's current account whenever nothing
+// the premise excludes happened lately (availability; isolation when
+// another app is slow meanwhile).
+func (w *modelWorld) checkPublished(s, sec int) *modelViolation {
+	slow := -1
+	for _, f := range w.faults {
+		if f.kind == mfSlow {
+			slow = f.app
+		}
+	}
+	for i, a := range w.apps {
+		pub := w.published(i)
+		is, ok := w.issue(pub)
+		if pub != "" {
+			w.stats.check(invOrder)
+			switch {
+			case !ok:
+				return &modelViolation{invOrder, s, fmt.Sprintf("%s (+%ds): SSM holds a value WeChat never issued (fp %s)", a.spec.Name, sec, wechat.Fingerprint(pub))}
+			case is.seq < a.lastPubSeq:
+				return &modelViolation{invOrder, s, fmt.Sprintf("%s (+%ds): SSM went back from the token issued #%d to the older #%d (fp %s)", a.spec.Name, sec, a.lastPubSeq, is.seq, wechat.Fingerprint(pub))}
+			}
+			if is.seq > a.lastPubSeq {
+				a.lastPubSeq = is.seq
+				a.pubs = append(a.pubs, pub)
+			}
+		}
+		if len(w.causes(i, s, is.seq)) > 0 || s < w.healthyFrom(i)+modelSettle || w.overBudget(i) {
+			continue
+		}
+		inv := invAvailability
+		if slow >= 0 && slow != i {
+			inv = invIsolation
+		}
+		w.stats.check(inv)
+		why := ""
+		switch code := w.sb.Check(pub); {
+		case pub == "":
+			why = "SSM holds no token"
+		case is.appid != a.appid:
+			why = fmt.Sprintf("SSM holds a token of the former account %s (fp %s)", is.appid, wechat.Fingerprint(pub))
+		case code != 0:
+			why = fmt.Sprintf("WeChat rejects the published token (fp %s, issued #%d) with errcode %d", wechat.Fingerprint(pub), is.seq, code)
+		}
+		if why != "" {
+			extra := ""
+			if inv == invIsolation {
+				extra = fmt.Sprintf(" (while %s is slow)", w.apps[slow].spec.Name)
+			}
+			return &modelViolation{inv, s, fmt.Sprintf("%s (+%ds): %s%s; nothing excused it since step %d", a.spec.Name, sec, why, extra, w.healthyFrom(i))}
+		}
+	}
+	return nil
+}
+
+// overBudget reports whether app i's daily budget is spent (the schedule is
+// then refused until Beijing midnight, by design).
+func (w *modelWorld) overBudget(i int) bool {
+	a := w.apps[i]
+	var st lease.State
+	var app registry.App
+	var err1, err2 error
+	w.read(func(ctx context.Context) {
+		st, err1 = w.leases.Get(ctx, a.spec.Name)
+		app, err2 = w.reg.Get(ctx, a.spec.Name)
+	})
+	return err1 != nil || err2 != nil || modelCallsToday(st, w.sb.Now()) >= app.DailyBudget
+}
+
+func modelCallsToday(st lease.State, now time.Time) int {
+	if st.CallsDay == now.In(time.FixedZone("CST", 8*3600)).Format(time.DateOnly) {
+		return st.CallsToday
+	}
+	return 0
+}
+
+// checkLogs: no token WeChat issued and no secret is in any log line.
+func (w *modelWorld) checkLogs(s int) *modelViolation {
+	logs := w.logs.String()
+	w.stats.check(invLeak)
+	for _, sec := range w.secrets {
+		if strings.Contains(logs, sec) {
+			return &modelViolation{invLeak, s, "a secret appears in the logs"}
+		}
+	}
+	for _, tok := range w.sb.Issued() {
+		if strings.Contains(logs, tok) {
+			return &modelViolation{invLeak, s, "a token appears in the logs (fp " + wechat.Fingerprint(tok) + ")"}
+		}
+	}
+	return nil
+}
+
+// do performs one action.
+func (w *modelWorld) do(s int, act modelAction) *modelViolation {
+	i := act.App
+	a := w.apps[i]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	switch act.Kind {
+	case actFault:
+		w.inject(modelFaultKind(act.N), i, s+act.K-1, act.V)
+	case actCommitOnce:
+		w.commitOnce(i)
+	case actRogue:
+		w.rogue(i)
+	case actForce:
+		w.force(ctx, s, i)
+	case actClearQuota:
+		_ = w.sb.ClearQuota(a.appid)
+		if act.N == 1 {
+			w.force(ctx, s, i)
+		}
+	case actSecret:
+		if act.N == 1 {
+			a.wrongSecret = true
+			w.putSecret(a, fmt.Sprintf("model-wrong-secret-%s-%d", a.spec.Name, s))
+			break
+		}
+		if a.wrongSecret {
+			a.wrongSecret = false
+			a.healthyFrom = max(a.healthyFrom, s)
+		}
+		w.putSecret(a, a.secret)
+		w.resolved(i, s)
+	case actWhitelist:
+		allowed := []string(nil)
+		if act.N == 0 {
+			allowed = []string{"203.0.113.9"}
+		}
+		w.sb.AddApp(wechattest.App{AppID: a.appid, Secret: a.secret, Kind: wechattest.Kind(a.spec.Kind), AllowedIPs: allowed})
+		if act.N == 1 && a.whitelisted {
+			a.configUntil = max(a.configUntil, s+modelConfigSteps)
+			a.healthyFrom = max(a.healthyFrom, s)
+		}
+		a.whitelisted = act.N == 0
+	case actAppID:
+		w.newAccount(i, act.V)
+		if a.registered {
+			w.reg.Put(w.registration(a))
+		}
+		a.whitelisted, a.wrongSecret, a.quotaPending, a.configUntil, a.killSeq = false, false, false, -1, 0
+		a.healthyFrom = max(a.healthyFrom, s)
+	case actRemove:
+		if act.N == 0 {
+			w.reg.Remove(a.spec.Name)
+			a.registered = false
+		} else if !a.registered {
+			w.reg.Put(w.registration(a))
+			a.registered = true
+			a.healthyFrom = max(a.healthyFrom, s)
+		}
+	case actBurst:
+		return w.burst(ctx, s, act)
+	}
+	return nil
+}
+
+// force is the operator's forced refresh; a success ends the app's pauses.
+func (w *modelWorld) force(ctx context.Context, s, i int) {
+	if _, err := w.apis[0].ForceRefresh(ctx, w.apps[i].spec.Name); err == nil {
+		w.resolved(i, s)
+	}
+}
+
+// burst runs act.K concurrent callers of app act.App and checks the claim
+// invariants: a false claim (the published token, valid at WeChat) never
+// costs a credential call and at most one check; when the check cannot
+// tell, a classic or WeCom token is not rotated; callers never spend the
+// schedule's reserve; concurrent true claims cost at most one credential
+// call; no error or result shows a token or a secret.
+func (w *modelWorld) burst(ctx context.Context, s int, act modelAction) *modelViolation {
+	i := act.App
+	a := w.apps[i]
+	name := a.spec.Name
+	pub := w.published(i)
+	pubIs, pubOK := w.issue(pub)
+	pubCurrent := pub != "" && pubOK && pubIs.appid == a.appid
+	var st0 lease.State
+	var app registry.App
+	var appErr error
+	w.read(func(ctx context.Context) {
+		st0, _ = w.leases.Get(ctx, name)
+		app, appErr = w.reg.Get(ctx, name)
+	})
+	valid0 := pub != "" && w.sb.Check(pub) == 0
+	if act.N == 1 {
+		w.sb.Revoke(a.appid) // WeChat now rejects the published token: the claims are true
+		a.killSeq = w.lastSeq()
+	}
+	calls0, checks0, seq0 := w.sb.TokenCalls(a.appid), w.sb.Calls(wechattest.PathDomainIP, a.appid), w.lastSeq()
+	checkFault := w.active(i, mfCheck)
+	noFaults := !w.anyFault(i) && !a.whitelisted && !a.wrongSecret
+
+	errs := make([]error, act.K)
+	results := make([]refresh.Result, act.K)
+	var wg sync.WaitGroup
+	for g := 0; g < act.K; g++ {
+		stale := pub
+		switch {
+		case act.N == 2:
+			stale = ""
+		case act.N == 0 && g%3 == 2 && len(a.pubs) > 1:
+			stale = a.pubs[int((act.V+uint64(g))%uint64(len(a.pubs)-1))] // an older published token
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[g], errs[g] = w.apis[g%2].Refresh(ctx, name, stale)
+		}()
+	}
+	wg.Wait()
+	calls1, checks1 := w.sb.TokenCalls(a.appid), w.sb.Calls(wechattest.PathDomainIP, a.appid)
+	var st1 lease.State
+	w.read(func(ctx context.Context) { st1, _ = w.leases.Get(ctx, name) })
+
+	for g := range errs {
+		text := results[g].String() + fmt.Sprintf("%v %#v", results[g], results[g])
+		if errs[g] != nil {
+			text += errs[g].Error()
+		}
+		w.stats.check(invLeak)
+		for _, sec := range w.secrets {
+			if strings.Contains(text, sec) {
+				return &modelViolation{invLeak, s, name + ": a caller's error or result shows a secret"}
+			}
+		}
+		if tok := results[g].Token; tok != "" && strings.Contains(text, tok) || pub != "" && strings.Contains(text, pub) {
+			return &modelViolation{invLeak, s, name + ": a caller's error or result shows a token"}
+		}
+		if errs[g] != nil && !a.registered && !errors.Is(errs[g], refresh.ErrUnknownApp) {
+			return &modelViolation{invInternal, s, fmt.Sprintf("%s: a removed app answered %v, want ErrUnknownApp", name, errs[g])}
+		}
+	}
+	if !a.registered || appErr != nil {
+		return nil
+	}
+	if act.N == 0 && valid0 && pubCurrent && !checkFault {
+		w.stats.check(invClaims)
+		if calls1 != calls0 {
+			return &modelViolation{invClaims, s, fmt.Sprintf("%s: %d false claim(s) against the valid published token (fp %s) cost %d credential call(s), want 0",
+				name, act.K, wechat.Fingerprint(pub), calls1-calls0)}
+		}
+		if checks1-checks0 > 1 {
+			return &modelViolation{invClaims, s, fmt.Sprintf("%s: %d concurrent false claims cost %d token checks, want at most 1", name, act.K, checks1-checks0)}
+		}
+	}
+	if act.N != 2 && checkFault && pubCurrent && a.spec.Mode != registry.Stable {
+		w.stats.check(invClaims)
+		if calls1 != calls0 || w.lastSeq() != seq0 {
+			return &modelViolation{invClaims, s, fmt.Sprintf("%s: WeChat could not check the claimed token, yet %d credential call(s) were made (%s)",
+				name, calls1-calls0, a.spec.Mode)}
+		}
+	}
+	if act.N == 1 && noFaults && pubCurrent {
+		w.stats.check(invClaims)
+		if calls1-calls0 > 1 {
+			return &modelViolation{invClaims, s, fmt.Sprintf("%s: %d concurrent true claims cost %d credential calls, want at most 1", name, act.K, calls1-calls0)}
+		}
+	}
+	now := w.sb.Now()
+	before, after := modelCallsToday(st0, now), modelCallsToday(st1, now)
+	if after > before {
+		w.stats.check(invClaims)
+		if limit := app.DailyBudget - refresh.ScheduleReserve(app); after > limit {
+			return &modelViolation{invClaims, s, fmt.Sprintf("%s: callers pushed calls_today from %d to %d, past the %d they may use (budget %d less the schedule's reserve %d)",
+				name, before, after, limit, app.DailyBudget, refresh.ScheduleReserve(app))}
+		}
+	}
+	return nil
+}
+
+// shrinkModel looks for a shorter scenario that breaks the same invariant:
+// it drops the steps after the failure, then deletes chunks of steps and
+// single actions greedily, replaying each candidate in a fresh world.
+func shrinkModel(sc *modelScenario, v *modelViolation) (*modelScenario, *modelViolation, int) {
+	truncate := func(c *modelScenario, at int) *modelScenario {
+		out := *c
+		out.Steps = append([]modelStep(nil), c.Steps[:min(at+1, len(c.Steps))]...)
+		return &out
+	}
+	cur := truncate(sc, v.Step)
+	replays := 0
+	try := func(c *modelScenario) bool {
+		if replays >= modelMaxReplays {
+			return false
+		}
+		replays++
+		if v2 := playModel(c, nil); v2 != nil && v2.Inv == v.Inv {
+			cur, v = truncate(c, v2.Step), v2
+			return true
+		}
+		return false
+	}
+	for chunk := max(len(cur.Steps)/2, 1); ; chunk /= 2 {
+		for i := len(cur.Steps) - chunk; i >= 0 && replays < modelMaxReplays; i -= chunk {
+			if i+chunk > len(cur.Steps) {
+				continue
+			}
+			c := *cur
+			c.Steps = append(append([]modelStep(nil), cur.Steps[:i]...), cur.Steps[i+chunk:]...)
+			try(&c)
+		}
+		if chunk == 1 {
+			break
+		}
+	}
+	for i := len(cur.Steps) - 1; i >= 0; i-- {
+		for j := len(cur.Steps[i]) - 1; j >= 0 && replays < modelMaxReplays; j-- {
+			if i >= len(cur.Steps) || j >= len(cur.Steps[i]) {
+				continue
+			}
+			c := *cur
+			c.Steps = append([]modelStep(nil), cur.Steps...)
+			c.Steps[i] = append(append(modelStep(nil), cur.Steps[i][:j]...), cur.Steps[i][j+1:]...)
+			try(&c)
+		}
+	}
+	return cur, v, replays
+}
+
+func TestModel(t *testing.T) {
+	seeds := []uint64{}
+	if s := os.Getenv("WXTOKEN_MODEL_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("WXTOKEN_MODEL_SEED=%q: %v", s, err)
+		}
+		seeds = append(seeds, n)
+	} else {
+		count := modelDefaultSeeds
+		if s := os.Getenv("WXTOKEN_MODEL_SEEDS"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				t.Fatalf("WXTOKEN_MODEL_SEEDS=%q: want a positive number", s)
+			}
+			count = n
+		}
+		for i := 0; i < count; i++ {
+			seeds = append(seeds, modelSeedBase+uint64(i))
+		}
+	}
+	stats := newModelStats()
+	began := time.Now()
+	type failure struct {
+		seed uint64
+		sc   *modelScenario
+		v    *modelViolation
+	}
+	var mu sync.Mutex
+	var failures []failure
+	next := make(chan uint64)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := range next {
+				mu.Lock()
+				stop := len(failures) >= 2
+				mu.Unlock()
+				if stop {
+					continue
+				}
+				sc := genModelScenario(seed)
+				if v := playModel(sc, stats); v != nil {
+					mu.Lock()
+					failures = append(failures, failure{seed, sc, v})
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, s := range seeds {
+		next <- s
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(began)
+	sort.Slice(failures, func(i, j int) bool { return failures[i].seed < failures[j].seed })
+	for _, f := range failures {
+		stats.violations++
+		small, v, replays := shrinkModel(f.sc, f.v)
+		t.Errorf("model check failed: seed %d (replay: WXTOKEN_MODEL_SEED=%d go test -run '^TestModel$' ./pkg/refresh)\n"+
+			"first failure (of %d steps): %s\nshortest reproduction found (%d replays), %d steps: %s\n%s",
+			f.seed, f.seed, len(f.sc.Steps), f.v, replays, len(small.Steps), v, small)
+	}
+	t.Logf("model check: %d seeds, %d scenarios passed, %d steps, %d violations (seeds after the second failing one are skipped), %s",
+		len(seeds), stats.scenarios, stats.steps, stats.violations, elapsed.Round(time.Millisecond))
+	if dir := os.Getenv("WXTOKEN_BENCH_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "model.md"), []byte(modelReport(stats, seeds, elapsed)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// modelReport is the "Model check" section of BENCHMARKS.md.
+func modelReport(s *modelStats, seeds []uint64, elapsed time.Duration) string {
+	var b strings.Builder
+	b.WriteString("## Model check\n\n")
+	fmt.Fprintf(&b, "`TestModel` (pkg/refresh/model_test.go) drove the real refresher on the in-memory fakes and the WeChat sandbox through "+
+		"%d seeded random scenarios (seeds %d..%d), one scheduled refresher and two API instances, 2-4 apps each, "+
+		"and checked docs/design.md's invariants after every simulated minute and at 10 s samples. It took %s.\n\n",
+		len(seeds), seeds[0], seeds[len(seeds)-1], elapsed.Round(time.Second))
+	b.WriteString("| scenarios passed | simulated minutes | actions | invariant checks | violations |\n| ---: | ---: | ---: | ---: | ---: |\n")
+	sum := func(m map[string]int) int {
+		n := 0
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d |\n\n", s.scenarios, s.steps, sum(s.actions), sum(s.checks), s.violations)
+	table := func(title string, m map[string]int) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(&b, "| %s | count |\n| --- | ---: |\n", title)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "| %s | %d |\n", k, m[k])
+		}
+		b.WriteString("\n")
+	}
+	table("action", s.actions)
+	table("invariant checked", s.checks)
+	return b.String()
+}
