@@ -290,58 +290,73 @@ type Fields struct {
 	SupersededAt         time.Time
 }
 
-func (f Fields) apply(u *update) {
+// Attributes calls set for every attribute f writes (an int64 for numbers,
+// times as Unix milliseconds, or a string) and remove for every group it
+// removes, in the order an update applies them. It is the one mapping of
+// Fields to the item's attributes, shared with the in-memory fake.
+func (f Fields) Attributes(set func(attr string, v any), remove func(attrs ...string)) {
 	if f.ClearError {
-		u.remove("last_error", "last_errcode", "last_error_class", "last_error_at")
+		remove("last_error", "last_errcode", "last_error_class", "last_error_at")
 	}
 	if f.LastError != nil {
-		u.set("last_error", str(*f.LastError))
+		set("last_error", *f.LastError)
 	}
 	if f.LastErrCode != nil {
-		u.set("last_errcode", num(int64(*f.LastErrCode)))
+		set("last_errcode", int64(*f.LastErrCode))
 	}
 	if f.LastErrorClass != nil {
-		u.set("last_error_class", str(*f.LastErrorClass))
+		set("last_error_class", *f.LastErrorClass)
 	}
 	if !f.LastErrorAt.IsZero() {
-		u.set("last_error_at", ms(f.LastErrorAt))
+		set("last_error_at", f.LastErrorAt.UnixMilli())
 	}
 	if f.ClearBlocks {
-		u.remove("blocked_until", "force_blocked_until", "blocked_secret_version")
+		remove("blocked_until", "force_blocked_until", "blocked_secret_version")
 	}
 	if f.BlockedUntil != nil {
-		u.set("blocked_until", ms(*f.BlockedUntil))
+		set("blocked_until", f.BlockedUntil.UnixMilli())
 	}
 	if f.ForceBlockedUntil != nil {
-		u.set("force_blocked_until", ms(*f.ForceBlockedUntil))
+		set("force_blocked_until", f.ForceBlockedUntil.UnixMilli())
 	}
 	if f.BlockedSecretVersion != nil {
-		u.set("blocked_secret_version", num(*f.BlockedSecretVersion))
+		set("blocked_secret_version", *f.BlockedSecretVersion)
 	}
 	if f.CallsDay != nil {
-		u.set("calls_day", str(*f.CallsDay))
+		set("calls_day", *f.CallsDay)
 	}
 	if f.CallsToday != nil {
-		u.set("calls_today", num(int64(*f.CallsToday)))
+		set("calls_today", int64(*f.CallsToday))
 	}
 	if !f.LastOnDemandAt.IsZero() {
-		u.set("last_on_demand_at", ms(f.LastOnDemandAt))
+		set("last_on_demand_at", f.LastOnDemandAt.UnixMilli())
 	}
 	if f.VerifiedFP != nil {
-		u.set("verified_fp", str(*f.VerifiedFP))
+		set("verified_fp", *f.VerifiedFP)
 	}
 	if !f.VerifiedAt.IsZero() {
-		u.set("verified_at", ms(f.VerifiedAt))
+		set("verified_at", f.VerifiedAt.UnixMilli())
 	}
 	if f.DriftCount != nil {
-		u.set("drift_count", num(int64(*f.DriftCount)))
+		set("drift_count", int64(*f.DriftCount))
 	}
 	if !f.LastDriftAt.IsZero() {
-		u.set("last_drift_at", ms(f.LastDriftAt))
+		set("last_drift_at", f.LastDriftAt.UnixMilli())
 	}
 	if !f.SupersededAt.IsZero() {
-		u.set("superseded_at", ms(f.SupersededAt))
+		set("superseded_at", f.SupersededAt.UnixMilli())
 	}
+}
+
+func (f Fields) apply(u *update) {
+	f.Attributes(func(attr string, v any) {
+		switch v := v.(type) {
+		case string:
+			u.set(attr, str(v))
+		case int64:
+			u.set(attr, num(v))
+		}
+	}, u.remove)
 }
 
 // Release gives up owner's lease, writing f in the same call. It returns
@@ -478,19 +493,26 @@ func unixOrZero(sec int64) time.Time {
 }
 
 func decode(item map[string]types.AttributeValue) State {
-	s := func(k string) string {
+	return DecodeAttributes(func(k string) string {
 		if v, ok := item[k].(*types.AttributeValueMemberS); ok {
 			return v.Value
 		}
 		return ""
-	}
-	n := func(k string) int64 {
+	}, func(k string) int64 {
 		if v, ok := item[k].(*types.AttributeValueMemberN); ok {
 			i, _ := strconv.ParseInt(v.Value, 10, 64)
 			return i
 		}
 		return 0
-	}
+	})
+}
+
+// DecodeAttributes builds a State (without App) from an item's attributes,
+// read through s (strings; "" when absent) and n (numbers; 0 when absent):
+// times are Unix milliseconds (0: the zero time) in UTC, the TTL Unix
+// seconds. It is the one mapping of the item's attributes to State, shared
+// with the in-memory fake.
+func DecodeAttributes(s func(attr string) string, n func(attr string) int64) State {
 	t := func(k string) time.Time {
 		if i := n(k); i != 0 {
 			return time.UnixMilli(i).UTC()

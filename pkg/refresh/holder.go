@@ -153,10 +153,9 @@ func (t *txn) verify() (drift bool, res Result, err error, done bool) {
 		r.observe(t.ctx, Event{App: t.a.Name, Reason: t.q.kind.String(), Outcome: OutcomeClaimRejected})
 		return false, t.cur, nil, true
 	case wechat.IsTokenInvalid(cerr):
-		var we *wechat.Error
 		// wxtoken never supersedes its own published token without
 		// publishing the new one: someone else did.
-		return errors.As(cerr, &we) && we.Code == 40001 && t.cur.ExpiresAt.After(t.now), Result{}, nil, false
+		return wechat.IsSuperseded(cerr) && t.cur.ExpiresAt.After(t.now), Result{}, nil, false
 	case t.a.Mode == registry.Stable:
 		t.log.WarnContext(t.ctx, "could not check the claimed token; asking stable_token in normal mode, which cannot rotate it", "error", cerr.Error())
 		return false, Result{}, nil, false

@@ -584,3 +584,24 @@ func TestClassifyPlainErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestIsSuperseded(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"40001 on a business call", fmt.Errorf("check: %w", &wechat.Error{Op: wechat.OpCheckToken, Code: 40001}), true},
+		{"40001 on the token call (wrong secret)", &wechat.Error{Op: wechat.OpToken, Code: 40001}, false},
+		{"42001 expired", &wechat.Error{Op: wechat.OpCheckToken, Code: 42001}, false},
+		{"40014 malformed", &wechat.Error{Op: wechat.OpCheckToken, Code: 40014}, false},
+		{"not a WeChat answer", errors.New("boom"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := wechat.IsSuperseded(tt.err); got != tt.want {
+				t.Errorf("IsSuperseded = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -235,6 +235,14 @@ func IsDailyQuota(err error) bool { return Classify(err) == ClassDailyQuota }
 // call is invalid, superseded or expired (40001, 40014, 42001).
 func IsTokenInvalid(err error) bool { return Classify(err) == ClassTokenInvalid }
 
+// IsSuperseded reports whether err says, on a business call, that the token
+// presented is valid in form but no longer the latest (40001): another fetch
+// replaced it, unlike an expired (42001) or malformed (40014) one.
+func IsSuperseded(err error) bool {
+	var we *Error
+	return errors.As(err, &we) && we.Code == 40001 && !isCredentialOp(we.Op)
+}
+
 // IsConfig reports whether err needs a person to fix the account's set-up.
 func IsConfig(err error) bool { return Classify(err) == ClassConfig }
 

@@ -324,56 +324,8 @@ func (f *Fake) Delete(app string) {
 // ms is a time as the table stores it: Unix milliseconds.
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
+// applyFields adds f to u through lease's own mapping of Fields to
+// attributes.
 func applyFields(u *update, f lease.Fields) {
-	if f.ClearError {
-		u.remove("last_error", "last_errcode", "last_error_class", "last_error_at")
-	}
-	if f.LastError != nil {
-		u.set("last_error", *f.LastError)
-	}
-	if f.LastErrCode != nil {
-		u.set("last_errcode", int64(*f.LastErrCode))
-	}
-	if f.LastErrorClass != nil {
-		u.set("last_error_class", *f.LastErrorClass)
-	}
-	if !f.LastErrorAt.IsZero() {
-		u.set("last_error_at", ms(f.LastErrorAt))
-	}
-	if f.ClearBlocks {
-		u.remove("blocked_until", "force_blocked_until", "blocked_secret_version")
-	}
-	if f.BlockedUntil != nil {
-		u.set("blocked_until", ms(*f.BlockedUntil))
-	}
-	if f.ForceBlockedUntil != nil {
-		u.set("force_blocked_until", ms(*f.ForceBlockedUntil))
-	}
-	if f.BlockedSecretVersion != nil {
-		u.set("blocked_secret_version", *f.BlockedSecretVersion)
-	}
-	if f.CallsDay != nil {
-		u.set("calls_day", *f.CallsDay)
-	}
-	if f.CallsToday != nil {
-		u.set("calls_today", int64(*f.CallsToday))
-	}
-	if !f.LastOnDemandAt.IsZero() {
-		u.set("last_on_demand_at", ms(f.LastOnDemandAt))
-	}
-	if f.VerifiedFP != nil {
-		u.set("verified_fp", *f.VerifiedFP)
-	}
-	if !f.VerifiedAt.IsZero() {
-		u.set("verified_at", ms(f.VerifiedAt))
-	}
-	if f.DriftCount != nil {
-		u.set("drift_count", int64(*f.DriftCount))
-	}
-	if !f.LastDriftAt.IsZero() {
-		u.set("last_drift_at", ms(f.LastDriftAt))
-	}
-	if !f.SupersededAt.IsZero() {
-		u.set("superseded_at", ms(f.SupersededAt))
-	}
+	f.Attributes(u.set, func(attrs ...string) { u.remove(attrs...) })
 }

@@ -3,7 +3,6 @@ package leasetest
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
 )
@@ -23,53 +22,12 @@ func (it item) str(k string) (string, bool) {
 	return v, ok
 }
 
-// decode mirrors lease's decoding: absent and zero numbers read as zero, times
-// are Unix milliseconds in UTC (0 reads as the zero time), the TTL is Unix
-// seconds.
+// decode reads the item through lease's own attribute mapping.
 func (it item) decode(app string) lease.State {
-	s := func(k string) string { v, _ := it.str(k); return v }
-	n := func(k string) int64 { v, _ := it.num(k); return v }
-	t := func(k string) time.Time {
-		if i := n(k); i != 0 {
-			return time.UnixMilli(i).UTC()
-		}
-		return time.Time{}
-	}
-	var cleanup time.Time
-	if sec := n("ttl"); sec != 0 {
-		cleanup = time.Unix(sec, 0).UTC()
-	}
-	return lease.State{
-		App:                  app,
-		Generation:           n("generation"),
-		Version:              n("version"),
-		Fingerprint:          s("fingerprint"),
-		Mode:                 s("mode"),
-		AppID:                s("appid"),
-		Kind:                 s("kind"),
-		Pending:              s("pending"),
-		FetchedAt:            t("fetched_at"),
-		ExpiresAt:            t("expires_at"),
-		LeaseOwner:           s("lease_owner"),
-		LeaseUntil:           t("lease_until"),
-		LastError:            s("last_error"),
-		LastErrCode:          int(n("last_errcode")),
-		LastErrorClass:       s("last_error_class"),
-		LastErrorAt:          t("last_error_at"),
-		BlockedUntil:         t("blocked_until"),
-		ForceBlockedUntil:    t("force_blocked_until"),
-		BlockedSecretVersion: n("blocked_secret_version"),
-		CallsDay:             s("calls_day"),
-		CallsToday:           int(n("calls_today")),
-		LastOnDemandAt:       t("last_on_demand_at"),
-		VerifiedFP:           s("verified_fp"),
-		VerifiedAt:           t("verified_at"),
-		DriftCount:           int(n("drift_count")),
-		LastDriftAt:          t("last_drift_at"),
-		SupersededAt:         t("superseded_at"),
-		UpdatedAt:            t("updated_at"),
-		CleanupAt:            cleanup,
-	}
+	st := lease.DecodeAttributes(func(k string) string { v, _ := it.str(k); return v },
+		func(k string) int64 { v, _ := it.num(k); return v })
+	st.App = app
+	return st
 }
 
 // update is an UpdateExpression: SET then REMOVE.
