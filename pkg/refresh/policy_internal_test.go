@@ -117,8 +117,8 @@ func TestAdmit(t *testing.T) {
 		{"forced pause lets the schedule through", stable, st(func(s *lease.State) { s.ForceBlockedUntil = now0.Add(time.Hour) }), scheduled, 0, "", 0},
 		{"budget: the schedule may use all of it", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget-1 }), scheduled, 0, "", 0},
 		{"budget: spent", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget }), scheduled, 0, ReasonDailyBudget, 14 * time.Hour},
-		{"budget: claims leave the reserve", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget - ScheduleReserve(classic) }), onDemand, 0, ReasonDailyBudget, 14 * time.Hour},
-		{"budget: ensure leaves the reserve", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget - ScheduleReserve(classic) }), ensure, 0, ReasonDailyBudget, 14 * time.Hour},
+		{"budget: claims leave the reserve", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget-ScheduleReserve(classic) }), onDemand, 0, ReasonDailyBudget, 14 * time.Hour},
+		{"budget: ensure leaves the reserve", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = day, classic.DailyBudget-ScheduleReserve(classic) }), ensure, 0, ReasonDailyBudget, 14 * time.Hour},
 		{"budget: yesterday's calls do not count", classic, st(func(s *lease.State) { s.CallsDay, s.CallsToday = "2026-11-20", classic.DailyBudget }), onDemand, 0, "", 0},
 		{"interval: on demand", classic, st(func(s *lease.State) { s.LastOnDemandAt = now0.Add(-20 * time.Second) }), onDemand, 0, ReasonMinInterval, 40 * time.Second},
 		{"interval: force", classic, st(func(s *lease.State) { s.LastOnDemandAt = now0.Add(-20 * time.Second) }), force, 0, ReasonMinInterval, 40 * time.Second},
@@ -142,7 +142,9 @@ func TestAdmit(t *testing.T) {
 
 func TestFailureFields(t *testing.T) {
 	classic, stable := testApp(registry.Classic), testApp(registry.Stable)
-	werr := func(code int) error { return fmt.Errorf("refresh: %w", &wechat.Error{Op: wechat.OpToken, Code: code, Msg: "x"}) }
+	werr := func(code int) error {
+		return fmt.Errorf("refresh: %w", &wechat.Error{Op: wechat.OpToken, Code: code, Msg: "x"})
+	}
 	at := func(d time.Duration) *time.Time { t := now0.Add(d); return &t }
 	tests := []struct {
 		name         string
