@@ -162,7 +162,11 @@ func (t *txn) verify() (drift bool, res Result, err error, done bool) {
 	default:
 		t.log.WarnContext(t.ctx, "could not check the claimed token; keeping it (a refresh would rotate it for everybody)", "error", cerr.Error())
 		r.observe(t.ctx, Event{App: t.a.Name, Reason: t.q.kind.String(), Outcome: OutcomeUnverified, Class: ClassUnverified})
-		return false, Result{}, fmt.Errorf("refresh: %s: %w", t.a.Name, ErrUnverified), true
+		err := fmt.Errorf("refresh: %s: %w", t.a.Name, ErrUnverified)
+		// Recorded, so that callers waiting on this lease get the same
+		// answer instead of each checking again in turn.
+		t.failed(err, 0)
+		return false, Result{}, err, true
 	}
 }
 
@@ -266,8 +270,13 @@ func (t *txn) commit(tok wechat.Token, drift bool) (Result, error) {
 		outcome := OutcomeFenced
 		if errors.Is(err, lease.ErrFenced) {
 			// The lease ran out (P4): another holder may have moved on.
-			// The token is dropped unpublished and nothing is released.
-			t.fields = lease.Fields{}
+			// The token is dropped unpublished; the release (which fails
+			// if another holder took the lease) records only the call and
+			// that the dropped token may end the published one.
+			t.fields = lease.Fields{CallsDay: t.fields.CallsDay, CallsToday: t.fields.CallsToday}
+			if supersedes(a, q.kind) {
+				t.fields.SupersededAt = t.now
+			}
 		} else {
 			// Not fenced (DynamoDB throttled or unreachable): the lease is
 			// still ours. Give it back with the call it cost and this
@@ -350,12 +359,16 @@ func (t *txn) reconcile(cur Result) (Result, error) {
 		t.log.WarnContext(t.ctx, "SSM disagrees with the table and the committed version is unreadable", "version", st.Version)
 		return cur, nil
 	}
+	committed := Result{App: a.Name, Token: good, ExpiresAt: st.ExpiresAt}
 	v, err := r.Store.Put(t.work, a.Name, good)
 	if err != nil {
-		return cur, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
+		// SSM holds a token other than the committed one and refuses the
+		// repair: a caller gets the committed token from here.
+		return committed, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
 	}
+	committed.Version = v
 	if err := r.Leases.Confirm(t.work, a.Name, st.Generation, v, r.now()); err != nil {
-		return cur, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
+		return committed, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
 	}
 	t.st.Version = v
 	t.log.WarnContext(t.ctx, "repaired SSM: it held a token other than the committed one", "event", "repaired",

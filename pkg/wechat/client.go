@@ -430,9 +430,6 @@ func (c *Client) logRetry(ctx context.Context, op, base string, attempt int, err
 	c.Logger.WarnContext(ctx, "wechat: retrying", attrs...)
 }
 
-// httpClient returns the client to send with. A caller's client is copied
-// with redirects refused, whatever its own policy: following one would send
-// the secret in the query to whatever host the redirect names.
 // noReplay returns hc with a transport that opens a fresh connection for the
 // request: net/http replays a GET on its own when a reused keep-alive
 // connection fails after the request was written, which for a call that must
@@ -453,6 +450,9 @@ func noReplay(hc *http.Client) *http.Client {
 	return &out
 }
 
+// httpClient returns the client to send with. A caller's client is copied
+// with redirects refused, whatever its own policy: following one would send
+// the secret in the query to whatever host the redirect names.
 func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient == nil {
 		return defaultHTTPClient
