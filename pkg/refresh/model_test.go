@@ -331,7 +331,9 @@ func playModel(sc *modelScenario, stats *modelStats) *modelViolation {
 	w := newModelWorld(sc, stats)
 	defer w.close()
 	for s, step := range sc.Steps {
+		w.mu.Lock()
 		w.step = s
+		w.mu.Unlock()
 		w.expire(s)
 		for _, act := range step {
 			stats.action(act)

@@ -313,6 +313,13 @@ func (w *modelWorld) leaseFault(op leasetest.Op, app string) leasetest.Fault {
 	case f == nil:
 	case op == leasetest.OpCommit && f.commitOnce > 0:
 		f.commitOnce--
+		// DynamoDB refused a write: the availability premise ("AWS
+		// accepts writes") restarts from this step.
+		for _, a := range w.apps {
+			if a.spec.Name == app {
+				a.healthyFrom = max(a.healthyFrom, w.step)
+			}
+		}
 		return leasetest.Fault{Err: leasetest.Throttled()}
 	case op == leasetest.OpGet && f.getThrottle:
 		return leasetest.Fault{Err: leasetest.Throttled()}

@@ -26,8 +26,8 @@ type burstResult struct {
 	aws         awsCalls
 	wall        time.Duration
 	versionStep int64
-	// Callers that got no token: waited past the refresher's WaitTimeout
-	// (10 s) for the holder, or failed otherwise.
+	// Callers that got no token: waited for the holder until their 25 s
+	// invocation ran out (refresh_in_progress), or failed otherwise.
 	lockTimeouts, errors int
 	firstError           string
 }
@@ -158,7 +158,7 @@ func BenchmarkBurst(b *testing.B) {
 	}
 	for _, r := range rows {
 		if r.lockTimeouts+r.errors > 0 {
-			fmt.Fprintf(&s, "\nWith %d callers, %d waited past the refresher's 10 s WaitTimeout and %d failed otherwise", r.callers, r.lockTimeouts, r.errors)
+			fmt.Fprintf(&s, "\nWith %d callers, %d waited for the holder until their 25 s invocation ran out and %d failed otherwise", r.callers, r.lockTimeouts, r.errors)
 			if r.firstError != "" {
 				fmt.Fprintf(&s, " (first: %s)", r.firstError)
 			}
