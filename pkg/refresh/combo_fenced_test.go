@@ -3,6 +3,7 @@ package refresh_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/lease/leasetest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
@@ -53,4 +55,51 @@ func TestFencedCommitRecordsTheCallAndTheSupersede(t *testing.T) {
 		t.Errorf("after the run (%s) SSM holds a token WeChat rejects: superseded_at not recorded", outcomeOf(rep, a.Name))
 	}
 	b.saw(t1)
+}
+
+// Found in review: when the sealed token is published but recording its
+// version fails, the run does not take the app for unpublished and fetch
+// another (in classic mode that would end the token it just published).
+func TestSealedTokenPublishedButUnconfirmedIsNotFetchedAgain(t *testing.T) {
+	b := newFakeBed(t, wechattest.Config{})
+	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
+	publish(t, b, a.Name)
+	var failPut, failConfirm atomic.Bool
+	b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
+		if op == tokenstoretest.OpPut && failPut.Load() {
+			return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
+		}
+		return tokenstoretest.Fault{}
+	})
+	b.fakes.leases.SetFault(func(op leasetest.Op, _ string) leasetest.Fault {
+		if op == leasetest.OpConfirm && failConfirm.Load() {
+			return leasetest.Fault{Err: leasetest.Throttled()}
+		}
+		return leasetest.Fault{}
+	})
+	sched := b.refresher("scheduler")
+	b.sb.Clock().Advance(101 * time.Minute)
+	failPut.Store(true)
+	mustRefreshDue(t, sched) // fetches T2, cannot publish it
+	issued := b.sb.TokensIssued(a.AppID)
+	failPut.Store(false)
+	failConfirm.Store(true)
+	b.sb.Clock().Advance(time.Minute)
+	mustRefreshDue(t, sched) // publishes T2, cannot record its version
+	if n := b.sb.TokensIssued(a.AppID); n != issued {
+		t.Errorf("%d more tokens issued after the sealed token was published, want 0", n-issued)
+	}
+	t2, _ := b.published(a.Name)
+	if b.sb.Check(t2) != 0 {
+		t.Error("the published token is not valid")
+	}
+	failConfirm.Store(false)
+	b.sb.Clock().Advance(time.Minute)
+	mustRefreshDue(t, sched)
+	if st := b.state(a.Name); st.Version == 0 || st.Pending != "" {
+		t.Errorf("the next run did not record the version (version %d, pending kept %v)", st.Version, st.Pending != "")
+	}
+	if n := b.sb.TokensIssued(a.AppID); n != issued {
+		t.Errorf("%d more tokens issued in all, want 0", n-issued)
+	}
 }

@@ -399,10 +399,10 @@ func (t *txn) publishPending(cur Result) (Result, error) {
 		return held, fmt.Errorf("publish the sealed token: %w", err)
 	}
 	if err := r.Leases.Confirm(t.work, a.Name, st.Generation, v, r.now()); err != nil {
+		// SSM holds it all the same; the next holder confirms the version.
 		t.log.ErrorContext(t.ctx, "could not record the published version", "error", err.Error(), "version", v)
-	} else {
-		t.st.Version, t.st.Pending = v, ""
 	}
+	t.st.Version, t.st.Pending = v, ""
 	t.log.InfoContext(t.ctx, "published the sealed token of an earlier refresh", "event", "published_pending",
 		"generation", st.Generation, "version", v, "fingerprint", wechat.Fingerprint(tok))
 	held.Version = v
