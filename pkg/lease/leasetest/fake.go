@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/faulthook"
 )
 
 // Op names a method of the table, for Fault and Calls.
@@ -34,15 +35,10 @@ const (
 )
 
 // Fault is what a Fake's fault hook wants a call to do instead of answering
-// normally. A zero Fault (Err nil) lets the call through.
-type Fault struct {
-	// Err is returned, wrapped with the call's context as the table wraps
-	// SDK errors.
-	Err error
-	// After, when true, performs the operation first and then returns Err:
-	// DynamoDB took the write but its answer was lost.
-	After bool
-}
+// normally (see faulthook.Fault): a zero Fault lets the call through; Err is
+// returned wrapped as the table wraps SDK errors; After performs the write
+// first (DynamoDB took it but its answer was lost).
+type Fault = faulthook.Fault
 
 // Throttled returns an error that errors.Is lease.ErrUnavailable, as the
 // table returns for DynamoDB's throttling, 5xx answers and dropped
@@ -55,55 +51,31 @@ func Throttled() error {
 // *lease.Table. The zero value is not usable; call New. It is safe for
 // concurrent use.
 type Fake struct {
+	hook  faulthook.Hook[Op]
 	mu    sync.Mutex
-	fault func(op Op, app string) Fault
 	items map[string]item
-	calls map[Op]int
 }
 
 // New returns an empty fake table.
 func New() *Fake {
-	return &Fake{items: map[string]item{}, calls: map[Op]int{}}
+	return &Fake{items: map[string]item{}}
 }
 
 // SetFault installs fn (nil: none) as the fault hook. Every later call asks
 // fn(op, app) what to do (app is "" for List) before it does anything; fn
 // runs without the fake's lock held, so it may call the fake itself, for
 // example to let a rival take the lease in the middle of a Commit.
-func (f *Fake) SetFault(fn func(op Op, app string) Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fault = fn
-}
+func (f *Fake) SetFault(fn func(op Op, app string) Fault) { f.hook.Set(fn) }
 
 // Calls returns how many times op was called, whatever its outcome
 // (faults and canceled contexts included).
-func (f *Fake) Calls(op Op) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[op]
-}
+func (f *Fake) Calls(op Op) int { return f.hook.Calls(op) }
 
 // begin counts the call and asks the fault hook; it returns the fault to
 // apply, or an error that ends the call before the operation (a canceled
 // context, or a fault without After).
 func (f *Fake) begin(ctx context.Context, op Op, app string) (Fault, error) {
-	f.mu.Lock()
-	f.calls[op]++
-	hook := f.fault
-	f.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		// The SDK sends nothing on a done context.
-		return Fault{}, err
-	}
-	var ft Fault
-	if hook != nil {
-		ft = hook(op, app)
-	}
-	if ft.Err != nil && !ft.After {
-		return Fault{}, ft.Err
-	}
-	return ft, nil
+	return f.hook.Begin(ctx, op, app)
 }
 
 // Get returns the app's state; an app never written has the zero State with

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/faulthook"
 )
 
 // Op names a method of the registry, for Fault and Calls.
@@ -27,30 +28,23 @@ const (
 )
 
 // Fault is what a Fake's fault hook wants a call to do instead of answering
-// normally. A zero Fault (Err nil) lets the call through. The registry only
-// reads, so After makes no difference but is kept for symmetry with the
-// other fakes: the read happens and Err is returned.
-type Fault struct {
-	// Err is returned, wrapped with the call's context as the registry wraps
-	// SDK errors.
-	Err error
-	// After, when true, performs the read first and then returns Err.
-	After bool
-}
+// normally (see faulthook.Fault). The registry only reads, so After makes no
+// difference but is kept for symmetry with the other fakes: the read happens
+// and Err is returned.
+type Fault = faulthook.Fault
 
 // Fake is an in-memory registry with the method set and semantics of
 // *registry.Registry, plus Put, PutItem and Remove to register apps. The
 // zero value is not usable; call New. It is safe for concurrent use.
 type Fake struct {
+	hook  faulthook.Hook[Op]
 	mu    sync.Mutex
-	fault func(op Op, app string) Fault
 	items map[string]map[string]types.AttributeValue
-	calls map[Op]int
 }
 
 // New returns a fake registry holding apps.
 func New(apps ...registry.App) *Fake {
-	f := &Fake{items: map[string]map[string]types.AttributeValue{}, calls: map[Op]int{}}
+	f := &Fake{items: map[string]map[string]types.AttributeValue{}}
 	for _, app := range apps {
 		f.Put(app)
 	}
@@ -61,18 +55,10 @@ func New(apps ...registry.App) *Fake {
 // fn(op, app) what to do (app is "" for List) before it reads; fn runs
 // without the fake's lock held, so it may call the fake itself. Get of an
 // invalid name never reaches the table, and so never the hook.
-func (f *Fake) SetFault(fn func(op Op, app string) Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fault = fn
-}
+func (f *Fake) SetFault(fn func(op Op, app string) Fault) { f.hook.Set(fn) }
 
 // Calls returns how many times op was called, whatever its outcome.
-func (f *Fake) Calls(op Op) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[op]
-}
+func (f *Fake) Calls(op Op) int { return f.hook.Calls(op) }
 
 // Put registers app with the item registry.Item makes of it.
 func (f *Fake) Put(app registry.App) { f.PutItem(app.Name, registry.Item(app)) }
@@ -100,27 +86,10 @@ func (f *Fake) Remove(name string) {
 
 // begin counts the call and asks the fault hook.
 func (f *Fake) begin(ctx context.Context, op Op, app string) (Fault, error) {
-	f.mu.Lock()
-	hook := f.fault
-	f.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return Fault{}, err
-	}
-	var ft Fault
-	if hook != nil {
-		ft = hook(op, app)
-	}
-	if ft.Err != nil && !ft.After {
-		return Fault{}, ft.Err
-	}
-	return ft, nil
+	return f.hook.Ask(ctx, op, app)
 }
 
-func (f *Fake) count(op Op) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls[op]++
-}
+func (f *Fake) count(op Op) { f.hook.Count(op) }
 
 // Get returns the app name, an error wrapping registry.ErrNotFound when it is
 // not registered or its name is invalid, or the *registry.InvalidError of a

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/wxtoken/wxtoken/pkg/testsupport/faulthook"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 )
 
@@ -42,15 +43,10 @@ const (
 )
 
 // Fault is what a Fake's fault hook wants a call to do instead of answering
-// normally. A zero Fault (Err nil) lets the call through.
-type Fault struct {
-	// Err is returned, wrapped with the parameter's name as the store wraps
-	// SDK errors.
-	Err error
-	// After, when true, performs the operation first and then returns Err:
-	// SSM took the write but its answer was lost.
-	After bool
-}
+// normally (see faulthook.Fault): a zero Fault lets the call through; Err is
+// returned wrapped with the parameter's name as the store wraps SDK errors;
+// After performs the write first (SSM took it but its answer was lost).
+type Fault = faulthook.Fault
 
 // Throttled returns an error that errors.Is tokenstore.ErrUnavailable, as
 // the store returns for SSM's throttling, 5xx answers and dropped
@@ -66,10 +62,9 @@ func Throttled() error {
 type Fake struct {
 	prefix string
 
+	hook   faulthook.Hook[Op]
 	mu     sync.Mutex
-	fault  func(op Op, app string) Fault
 	params map[string]*param
-	calls  map[Op]int
 }
 
 // param is one parameter's kept versions, oldest first, and its latest
@@ -90,26 +85,18 @@ func New(prefix string) *Fake {
 	if prefix == "" {
 		prefix = tokenstore.DefaultPrefix
 	}
-	return &Fake{prefix: strings.TrimRight(prefix, "/"), params: map[string]*param{}, calls: map[Op]int{}}
+	return &Fake{prefix: strings.TrimRight(prefix, "/"), params: map[string]*param{}}
 }
 
 // SetFault installs fn (nil: none) as the fault hook. Every later call asks
 // fn(op, app) what to do before it does anything; fn runs without the fake's
 // lock held, so it may call the fake itself, for example to publish a rival
 // token in the middle of a Put.
-func (f *Fake) SetFault(fn func(op Op, app string) Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fault = fn
-}
+func (f *Fake) SetFault(fn func(op Op, app string) Fault) { f.hook.Set(fn) }
 
 // Calls returns how many times op was called, whatever its outcome (faults
 // and canceled contexts included); PutSecret and Delete are not counted.
-func (f *Fake) Calls(op Op) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[op]
-}
+func (f *Fake) Calls(op Op) int { return f.hook.Calls(op) }
 
 // TokenName returns the parameter name of an app's token.
 func (f *Fake) TokenName(app string) string { return f.prefix + "/" + app + "/access_token" }
@@ -142,21 +129,7 @@ func (f *Fake) Delete(name string) bool {
 // apply, or an error that ends the call before the operation (a canceled
 // context, or a fault without After).
 func (f *Fake) begin(ctx context.Context, op Op, app string) (Fault, error) {
-	f.mu.Lock()
-	f.calls[op]++
-	hook := f.fault
-	f.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return Fault{}, err
-	}
-	var ft Fault
-	if hook != nil {
-		ft = hook(op, app)
-	}
-	if ft.Err != nil && !ft.After {
-		return Fault{}, ft.Err
-	}
-	return ft, nil
+	return f.hook.Begin(ctx, op, app)
 }
 
 // Put publishes token as the app's current token and returns the new
