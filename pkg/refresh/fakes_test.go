@@ -262,7 +262,7 @@ func TestClaimsKeepTheScheduleReserve(t *testing.T) {
 	app := appNamed("shop", registry.OfficialAccount, registry.Classic)
 	app.DailyBudget, app.MinInterval = 40, time.Second
 	a := b.app(app)
-	reserve := refresh.ScheduleReserve(registryDefaults(app))
+	reserve := refresh.ScheduleReserve(decoded(t, app))
 	if reserve != 20 {
 		t.Fatalf("setup: reserve %d, want 20 (half of a budget of 40)", reserve)
 	}

@@ -179,8 +179,11 @@ func (t *txn) fetch() (wechat.Token, error) {
 		r.observe(t.ctx, failureEvent(t.a, t.q, err, 0))
 		return wechat.Token{}, fmt.Errorf("refresh: %s: %w", t.a.Name, err)
 	}
+	// The call counts against the budget whatever its outcome (failed
+	// keeps these fields).
 	calls := callsToday(t.st, t.now) + 1
 	day := beijingDay(t.now)
+	t.fields.CallsDay, t.fields.CallsToday = &day, &calls
 	var tok wechat.Token
 	var err error
 	switch t.a.Mode {
@@ -200,10 +203,8 @@ func (t *txn) fetch() (wechat.Token, error) {
 		}
 		logFailure(t.ctx, t.log, err)
 		r.observe(t.ctx, failureEvent(t.a, t.q, err, calls))
-		t.fields.CallsDay, t.fields.CallsToday = &day, &calls
 		return wechat.Token{}, fmt.Errorf("refresh: %s: %w", t.a.Name, err)
 	}
-	t.fields.CallsDay, t.fields.CallsToday = &day, &calls
 	return tok, nil
 }
 
@@ -282,9 +283,7 @@ func (t *txn) commit(tok wechat.Token, drift bool) (Result, error) {
 			// still ours. Give it back with the call it cost and this
 			// failure's own class, rather than leave callers waiting.
 			outcome = OutcomeCommitFailed
-			callsDay, callsToday := t.fields.CallsDay, t.fields.CallsToday
 			t.failed(fmt.Errorf("commit failed: %w", err), 0)
-			t.fields.CallsDay, t.fields.CallsToday = callsDay, callsToday
 			if supersedes(a, q.kind) {
 				// The discarded token ends the published one.
 				t.fields.SupersededAt = t.now

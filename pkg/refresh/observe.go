@@ -76,7 +76,7 @@ func (r *Refresher) observe(ctx context.Context, ev Event) {
 
 // failureEvent builds the event of a failed WeChat call.
 func failureEvent(a registry.App, q request, err error, calls int) Event {
-	return Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFailed, Class: ClassOf(err), ErrCode: errCodeOf(err), CallsToday: calls}
+	return Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFailed, Class: ClassOf(err), ErrCode: ErrCode(err), CallsToday: calls}
 }
 
 // Status is an app's registration and token metadata, for the status route.

@@ -166,10 +166,7 @@ func Decide(err error) Decision { return Policy(ClassOf(err)) }
 
 // ErrCode returns WeChat's errcode behind an error of a refresh, or 0 when
 // WeChat did not answer one.
-func ErrCode(err error) int { return errCodeOf(err) }
-
-// errCodeOf returns WeChat's errcode behind err, or 0.
-func errCodeOf(err error) int {
+func ErrCode(err error) int {
 	var failed *FailedError
 	if errors.As(err, &failed) {
 		return failed.ErrCode
@@ -189,7 +186,7 @@ func errCodeOf(err error) int {
 // only when the decision says a retry cannot help.
 func failureFields(cfg policyConfig, a registry.App, k kind, err error, now time.Time, secretVersion int64) lease.Fields {
 	d := Decide(err)
-	msg, class, code := err.Error(), string(d.Class), errCodeOf(err)
+	msg, class, code := err.Error(), string(d.Class), ErrCode(err)
 	f := lease.Fields{LastError: &msg, LastErrorClass: &class, LastErrCode: &code, LastErrorAt: now}
 	var until time.Time
 	switch d.Pause {

@@ -241,12 +241,11 @@ func (r *Refresher) answered(ctx context.Context, a registry.App, q request, st 
 // refused decides a refusal from the state before anyone queues for the
 // lease (the holder decides again under it), so that a burst of callers of
 // a paused or over-budget app is answered at once with the current token.
+// It reads nothing more: a secret replaced during a pause ends the pause at
+// the next scheduled run (or a holder's admit), not for each caller of a
+// burst at the cost of an SSM read each.
 func (r *Refresher) refused(ctx context.Context, a registry.App, q request, st lease.State, cur Result, now time.Time) *RefusedError {
-	sv := int64(0)
-	if pausedFor(st, q.kind, now) {
-		sv = r.secretVersion(ctx, a.Name)
-	}
-	f := admit(a, st, q.kind, now, sv)
+	f := admit(a, st, q.kind, now, 0)
 	if f == nil {
 		return nil
 	}

@@ -244,7 +244,7 @@ func TestBudgetAndMinInterval(t *testing.T) {
 		app := appNamed("shop", registry.OfficialAccount, registry.Classic)
 		app.DailyBudget = 4
 		app.MinInterval = time.Second
-		if r := refresh.ScheduleReserve(registryDefaults(app)); r != 2 {
+		if r := refresh.ScheduleReserve(decoded(t, app)); r != 2 {
 			t.Fatalf("setup: ScheduleReserve = %d, want 2", r)
 		}
 		a := b.app(app)
@@ -330,10 +330,12 @@ func TestRemovedAppStateIsCleanedUp(t *testing.T) {
 	}
 }
 
-// registryDefaults fills the defaults registry.Decode would for a test app.
-func registryDefaults(a registry.App) registry.App {
-	if a.RefreshMargin == 0 {
-		a.RefreshMargin = registry.DefaultRefreshMargin
+// decoded is app as the registry reads it back, with its defaults applied.
+func decoded(t *testing.T, app registry.App) registry.App {
+	t.Helper()
+	a, err := registry.Decode(app.Name, registry.Item(app))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return a
 }
