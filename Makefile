@@ -4,7 +4,9 @@
 # into git-ignored folders under $(CACHE): a Python virtualenv with moto
 # server, SAM CLI and cfn-lint (infra/local/requirements.txt), DynamoDB Local
 # from Maven Central (infra/local/dynamodb-local/pom.xml) with its own Maven
-# repository, and staticcheck through go.mod's tool directive.
+# repository, the IAM policy evaluator and the Node.js snippet's SDK through
+# npm (lock files under infra/local/iam and docs/consumers), and staticcheck
+# through go.mod's tool directive.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -18,6 +20,9 @@ CACHE   ?= .cache
 VENV    := $(CACHE)/venv
 DDB_DIR := $(CACHE)/dynamodb-local
 M2_REPO ?= $(CACHE)/m2
+# The IAM check's evaluator, @cloud-copilot/iam-simulate (AGPL-3.0,
+# test-only, never in the functions), pinned by infra/local/iam/package-lock.json.
+IAM_DIR := $(CACHE)/iam
 SAM     := $(VENV)/bin/sam
 CFNLINT := $(VENV)/bin/cfn-lint
 VPYTHON := $(VENV)/bin/python
@@ -77,7 +82,7 @@ $(DDB_DIR)/.installed: infra/local/dynamodb-local/pom.xml
 	touch $@
 
 .PHONY: testbed-install
-testbed-install: $(VENV)/.installed $(DDB_DIR)/.installed ## install the pinned test-bed tools into .cache/
+testbed-install: $(VENV)/.installed $(DDB_DIR)/.installed $(IAM_DIR)/.installed ## install the pinned test-bed tools (and the IAM check's evaluator) into .cache/
 
 .PHONY: requirements
 requirements: ## re-lock infra/local/requirements.txt from requirements.in
@@ -123,28 +128,61 @@ consumers-install: $(NODE_DIR)/.installed ## install the consumer snippets' Node
 SCAN_DIR := $(CACHE)/scan
 
 .PHONY: test
-test: testbed-install consumers-install lint ## the whole suite: lint, Go tests against the test bed, leak scan of every log, template checks, sam build
+test: testbed-install consumers-install $(IAM_DIR)/.installed lint ## the whole suite: lint, Go tests against the test bed, leak scan of every log, template checks, sam build
 	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
-	$(TESTBED) -logdir $(SCAN_DIR)/engines -- env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) \
+	@# -calls: the test bed records every AWS call the functions' code makes
+	@# (signed as the function, pkg/testsupport/awscalls) for the IAM check.
+	$(TESTBED) -logdir $(SCAN_DIR)/engines -calls $(SCAN_DIR)/aws-calls.json -- env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) \
 		$(GO) test -race -count=1 -v ./... 2>&1 | tee $(SCAN_DIR)/go-test.log
 	@# The refresh core's protocol, policy and model tests again, on the
 	@# in-memory fakes with no engine (what `go test ./pkg/refresh/` runs on a
 	@# machine without the test bed); only the proxy-driven tests skip there.
 	env WXTOKEN_SCAN_DIR=$(abspath $(SCAN_DIR)) $(GO) test -race -count=1 -v ./pkg/refresh/ 2>&1 | tee $(SCAN_DIR)/go-test-fakes.log
 	$(GO) run ./infra/local/leakscan $(SCAN_DIR)
-	$(MAKE) sam-check
+	$(MAKE) sam-check IAM_CALLS="infra/local/iam/calls.json $(SCAN_DIR)/aws-calls.json"
+
+# The SAM template as CloudFormation receives it: translated offline by the
+# SAM translator (infra/local/sam/translate.py) for a global and a China region.
+SAM_OUT    := $(CACHE)/sam
+TRANSLATED := $(SAM_OUT)/translated.$(REGION).json $(SAM_OUT)/translated.$(CHINA_REGION).json
+
+# The IAM check's evaluator is installed into IAM_DIR (defined at the top).
+# The AWS calls the IAM check evaluates: the committed list, and the calls
+# `make test` recorded (when there are some).
+IAM_CALLS ?= infra/local/iam/calls.json $(wildcard $(SCAN_DIR)/aws-calls.json)
+
+$(IAM_DIR)/.installed: infra/local/iam/package.json infra/local/iam/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or newer" >&2; exit 1; }
+	mkdir -p $(IAM_DIR)
+	cp infra/local/iam/package.json infra/local/iam/package-lock.json $(IAM_DIR)/
+	cd $(IAM_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+.PHONY: sam-translate
+sam-translate: $(VENV)/.installed ## translate template.yaml offline with the SAM translator into .cache/sam/ (global and China)
+	$(VPYTHON) infra/local/sam/translate.py --out $(SAM_OUT) --region $(REGION) --region $(CHINA_REGION)
+
+.PHONY: iam-check
+iam-check: $(VENV)/.installed $(IAM_DIR)/.installed sam-translate ## evaluate the translated template's IAM policies offline (cases, recorded calls, unused grants) and its mutation self-test
+	$(VPYTHON) infra/local/sam/policies.py --sam $(SAM_OUT)
+	node infra/local/iam/check.mjs --modules $(IAM_DIR)/node_modules --policies $(SAM_OUT)/policies.json $(foreach f,$(IAM_CALLS),--calls $(f))
+	node infra/local/iam/check.mjs --self-test --modules $(IAM_DIR)/node_modules --python $(VPYTHON) $(foreach f,$(IAM_CALLS),--calls $(f))
 
 .PHONY: sam-check
 # Template checks: sam validate --lint (cfn-lint) in a global and a China
-# region, cfn-lint on infra/*.yaml in both, the invariants lint cannot see
-# (infra/local/check_template.py) and its self-test, which proves on broken
-# copies that those checks can fail. Then sam build == make build.
-sam-check: $(VENV)/.installed build ## template checks (global and China) and sam build == make build
+# region, cfn-lint on infra/*.yaml in both and on the translated template in
+# each region, the invariants lint cannot see (infra/local/check_template.py,
+# on the SAM source and on the translation) and its self-test, which proves on
+# broken copies that those checks can fail; the IAM check. Then sam build ==
+# make build.
+sam-check: $(VENV)/.installed build iam-check ## template checks (source and translated, global and China), the IAM check, sam build == make build
 	$(SAM) validate --lint --region $(REGION)
 	$(SAM) validate --lint --region $(CHINA_REGION)
 	$(CFNLINT) --regions $(REGION) $(CHINA_REGION) -- $(INFRA_TEMPLATES)
-	$(VPYTHON) infra/local/check_template.py template.yaml --extra $(INFRA_TEMPLATES)
-	$(VPYTHON) infra/local/check_template.py --self-test template.yaml
+	$(CFNLINT) --regions $(REGION) -- $(SAM_OUT)/translated.$(REGION).json
+	$(CFNLINT) --regions $(CHINA_REGION) -- $(SAM_OUT)/translated.$(CHINA_REGION).json
+	$(VPYTHON) infra/local/check_template.py template.yaml $(foreach f,$(TRANSLATED),--translated $(f)) --extra $(INFRA_TEMPLATES)
+	$(VPYTHON) infra/local/check_template.py --self-test template.yaml $(foreach f,$(TRANSLATED),--translated $(f))
 	$(SAM) build
 	@for pair in ScheduledRefreshFunction:scheduled-refresh RefreshApiFunction:refresh-api; do \
 		id=$${pair%%:*}; fn=$${pair#*:}; \

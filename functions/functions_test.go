@@ -20,6 +20,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awscalls"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
@@ -102,6 +103,13 @@ func (s *stack) noSecrets(name, output string) {
 	}
 }
 
+// signAs is env plus the credentials of the function identity id, so that
+// the test bed records the function's AWS calls as made by its role and the
+// IAM check evaluates them against it (pkg/testsupport/awscalls).
+func signAs(id awscalls.Identity, env []string) []string {
+	return append(append([]string(nil), env...), "AWS_ACCESS_KEY_ID="+string(id), "AWS_SECRET_ACCESS_KEY=test")
+}
+
 func event(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "events", name))
@@ -143,7 +151,7 @@ func TestEndToEnd(t *testing.T) {
 	// The schedule publishes a token.
 	rt := lambdatest.NewRuntime()
 	t.Cleanup(rt.Close)
-	sched := rt.Start(t, schedBin, s.env...)
+	sched := rt.Start(t, schedBin, signAs(awscalls.Scheduled, s.env)...)
 	var summary struct {
 		Apps           int            `json:"apps"`
 		Counts         map[string]int `json:"counts"`
@@ -200,7 +208,7 @@ func TestEndToEnd(t *testing.T) {
 	// The API serves it, refreshes on force, and rejects bad requests.
 	art := lambdatest.NewRuntime()
 	t.Cleanup(art.Close)
-	apiProc := art.Start(t, apiBin, s.env...)
+	apiProc := art.Start(t, apiBin, signAs(awscalls.API, s.env)...)
 	first, _ := s.published(t)
 	steps := []struct {
 		file   string

@@ -1,19 +1,29 @@
 #!/usr/bin/env python3
 """Checks invariants of wxtoken's SAM template that cfn-lint cannot see.
 
-Usage (with the test bed's virtualenv, which has PyYAML):
+Usage (with the test bed's virtualenv, which has PyYAML and the SAM
+translator; translate first):
 
-    .cache/venv/bin/python infra/local/check_template.py [template.yaml] [--extra infra/*.yaml]
+    .cache/venv/bin/python infra/local/sam/translate.py
+    .cache/venv/bin/python infra/local/check_template.py [template.yaml]
+        [--translated .cache/sam/translated.us-east-1.json]
+        [--translated .cache/sam/translated.cn-north-1.json] [--extra infra/*.yaml]
     .cache/venv/bin/python infra/local/check_template.py --self-test [template.yaml]
+        [--translated FILE]...
 
 The first form checks the SAM template (default: template.yaml next to the
-Makefile) and, in the --extra files, only that no ARN or host name is
-hard-coded to the aws partition. It prints one line per invariant and exits
-1 if any fails.
+Makefile); each --translated file (repeatable), the same template after the
+AWS::Serverless transform as infra/local/sam/translate.py writes it, i.e. what
+CloudFormation receives; and, in the --extra files (one or more after the
+option), only that no ARN or host name is hard-coded to the aws partition.
+It prints one line per invariant (per translated file) and exits 1 if any
+fails. Templates are read with infra/local/sam/cfn.py's load().
 
---self-test proves the checks can fail: it writes deliberately broken copies
-of the template to a temporary directory, checks each, and exits 1 unless
-every copy fails for the expected reason and the unbroken template passes.
+--self-test proves the checks can fail: it checks deliberately broken copies
+of the template (written to a temporary directory) and of each --translated
+file, and exits 1 unless the unbroken files pass and every copy fails for
+the expected reason. Without --translated the translated-template checks
+are not tested.
 
 The invariants (design.md §3-§6 and the template's contract with the Go code):
   - every function's Timeout < its WXTOKEN_LEASE_SECONDS; the API function's
@@ -31,18 +41,38 @@ The invariants (design.md §3-§6 and the template's contract with the Go code):
   - function roles hold only the actions the functions call, KMS only via SSM,
     and no managed policy beyond the Lambda VPC access role;
   - every alarm's actions are guarded by the alarm-topic condition.
+
+And in each translated template (where the generated resources exist):
+  - it is a fresh translation of the source (parameters, conditions,
+    outputs and the plain CloudFormation resources equal; same functions);
+  - the AWS::Lambda::Function resources keep the build contract
+    (provided.al2023, arm64, bootstrap, Code in S3), the exact WXTOKEN_*
+    environment and the timeouts above;
+  - the only AWS::Lambda::Permission resources are one per route for the API
+    function (apigateway.amazonaws.com, SourceArn exactly
+    arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/METHOD/path,
+    {app} as *, never broader, never missing, never another API's) and one
+    for the scheduled function (events.amazonaws.com, SourceArn the rule's Arn);
+  - the AWS::ApiGatewayV2::Api's OpenAPI body has exactly the three routes,
+    each with security [{AWS_IAM: []}] (scheme awsSigv4) and an aws_proxy,
+    payload 2.0 integration with the API function; no any-method, no
+    $default route, no routes, integrations or stages outside the body;
+  - the one stage is $default with AutoDeploy, default throttling from
+    ApiThrottleRate/ApiThrottleBurst, force-refresh throttled to 1/1 under a
+    route key the body has, and access logs to ApiAccessLogGroup;
+  - the schedule rule (ScheduleRate, one target: the scheduled function) and
+    the function's EventInvokeConfig never retry.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
 import re
 import sys
 import tempfile
-
-import yaml
 
 # --------------------------------------------------------------- the contract
 
@@ -71,9 +101,21 @@ SHARED_ACTIONS = {
     "kms:decrypt",
     "kms:encrypt",
 }
+# What Lambda needs to attach a function to a VPC (granted only when HasVpc).
+VPC_ACTIONS = {
+    "ec2:createnetworkinterface",
+    "ec2:describenetworkinterfaces",
+    "ec2:describesubnets",
+    "ec2:deletenetworkinterface",
+    "ec2:assignprivateipaddresses",
+    "ec2:unassignprivateipaddresses",
+}
+SHARED_ACTIONS |= VPC_ACTIONS
 SCHEDULED_ACTIONS = SHARED_ACTIONS | {"dynamodb:getitem", "dynamodb:updateitem", "dynamodb:scan"}
 API_ACTIONS = SHARED_ACTIONS | {"dynamodb:getitem", "dynamodb:updateitem"}
-ALLOWED_MANAGED_POLICIES = ("service-role/AWSLambdaVPCAccessExecutionRole",)
+# None: AWSLambdaVPCAccessExecutionRole would grant logs on every group; the
+# roles grant its network-interface actions inline (VPC_ACTIONS).
+ALLOWED_MANAGED_POLICIES: tuple[str, ...] = ()
 FORBIDDEN_LITERALS = ("arn:aws:", "amazonaws.com")
 SERVICE_PRINCIPAL_OK = "lambda.amazonaws.com"
 ALARM_TOPIC_PARAM = "AlarmTopicArn"
@@ -90,38 +132,9 @@ PSEUDO = {
 
 # --------------------------------------------------------------- loading
 
-
-class CfnLoader(yaml.SafeLoader):
-    """A YAML loader that reads CloudFormation's short-form tags (!Ref, !Sub,
-    !GetAtt, !If, ...) into their long forms."""
-
-
-def _construct_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {"Fn::" + tag_suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
-def load(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.load(f, Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a template")
-    return doc
+# One loader for every tool: infra/local/sam/cfn.py (also used by translate.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sam"))
+from cfn import load  # noqa: E402
 
 
 # --------------------------------------------------------------- helpers
@@ -558,7 +571,373 @@ CHECKS = [
 ]
 
 
-def run(template_path: str, extra: list[str]) -> Report:
+# --------------------------------------------------------------- the translated template
+#
+# What CloudFormation receives after the AWS::Serverless transform
+# (infra/local/sam/translate.py): the Lambda permissions, the OpenAPI body,
+# the stage and the schedule exist only here, so their invariants are
+# checked here. Functions and the API keep their logical IDs through the
+# transform; the source template says which function is which.
+
+EXECUTE_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${%s}/%s/%s%s"
+INTEGRATION_URI = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${%s.Arn}/invocations"
+API_PRINCIPAL = "apigateway.amazonaws.com"
+EVENTS_PRINCIPAL = "events.amazonaws.com"
+IAM_SECURITY = [{"AWS_IAM": []}]
+FORCE_ROUTE_KEY = "POST /v1/apps/{app}/force-refresh"
+FORCE_LIMITS = {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 1}
+DEFAULT_THROTTLE = {"ThrottlingRateLimit": {"Ref": "ApiThrottleRate"}, "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}}
+ACCESS_LOG_GROUP = "ApiAccessLogGroup"
+# Resources that would add routes, integrations or stages outside the body.
+ROUTE_TYPES_OUTSIDE_BODY = (
+    "AWS::ApiGatewayV2::Route",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::Deployment",
+    "AWS::ApiGatewayV2::ApiMapping",
+)
+
+
+def route_key(method: str, path: str) -> str:
+    return f"{method} {path}"
+
+
+def route_source_arn(api: str, method: str, path: str, stage: str = "*") -> str:
+    """The execute-api ARN of a route, with the path parameter as *."""
+    return EXECUTE_API_ARN % (api, stage, method, re.sub(r"\{[^}]+\}", "*", path))
+
+
+def symbolic(v) -> str:
+    """Renders a string-valued intrinsic to Fn::Sub syntax: Ref X is ${X},
+    GetAtt X.Y is ${X.Y}, an Fn::Sub's local variables substituted. Anything
+    else raises ValueError (an unexpected form is a failure, not a guess)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and len(v) == 1:
+        (fn, arg), = v.items()
+        if fn == "Ref" and isinstance(arg, str):
+            return "${%s}" % arg
+        if fn == "Fn::GetAtt":
+            res, attr = arg if isinstance(arg, list) else str(arg).split(".", 1)
+            return "${%s.%s}" % (res, attr)
+        if fn == "Fn::Sub":
+            text, local = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            return re.sub(r"\$\{([^}!]+)\}",
+                          lambda m: symbolic(local[m.group(1)]) if m.group(1) in local else m.group(0), text)
+    raise ValueError(f"cannot render {json.dumps(v, sort_keys=True)[:80]}")
+
+
+def of_type(t: dict, typ: str) -> dict[str, dict]:
+    return {k: r for k, r in (t.get("Resources") or {}).items() if r.get("Type") == typ}
+
+
+def props_of(r: dict) -> dict:
+    return r.get("Properties") or {}
+
+
+def source_names(src: dict) -> tuple[str, str, str]:
+    """(API function, scheduled function, HTTP API) logical IDs, from the
+    source template."""
+    api_fns = [k for k, fn in functions(src).items() if is_api_function(fn)]
+    sched_fns = [k for k, fn in functions(src).items() if is_scheduled_function(fn)]
+    apis = list(of_type(src, "AWS::Serverless::HttpApi"))
+    if len(api_fns) != 1 or len(sched_fns) != 1 or len(apis) != 1:
+        raise LookupError(f"the source template must have one API function ({api_fns}), "
+                          f"one scheduled function ({sched_fns}) and one HTTP API ({apis})")
+    return api_fns[0], sched_fns[0], apis[0]
+
+
+def check_t_fresh(src: dict, tt: dict) -> list[str]:
+    stale = "differs from the source template: a stale translation (re-run infra/local/sam/translate.py)"
+    problems = []
+    for key in ("Parameters", "Conditions", "Outputs"):
+        if src.get(key) != tt.get(key):
+            problems.append(f"{key} {stale}")
+    res = tt.get("Resources") or {}
+    for name, r in (src.get("Resources") or {}).items():
+        if not str(r.get("Type", "")).startswith("AWS::Serverless::") and res.get(name) != r:
+            problems.append(f"{name} {stale}")
+    want = sorted(functions(src))
+    got = sorted(of_type(tt, "AWS::Lambda::Function"))
+    if got != want:
+        problems.append(f"Lambda functions are {got}, the source's functions are {want} ({stale.split(': ')[1]})")
+    for name, fn in functions(src).items():
+        tp = props_of(res.get(name) or {})
+        for key in ("Timeout", "MemorySize", "Role", "Description", "LoggingConfig", "VpcConfig"):
+            if tp.get(key) != effective(src, fn, key):
+                problems.append(f"{name}.{key} {stale}")
+        if ((tp.get("Environment") or {}).get("Variables") or {}) != env_vars(src, fn):
+            problems.append(f"{name}.Environment {stale}")
+    if "Transform" in tt or any(str(r.get("Type", "")).startswith("AWS::Serverless::") for r in res.values()):
+        problems.append("not translated: still has the Transform or AWS::Serverless::* resources")
+    return problems
+
+
+def check_t_functions(src: dict, tt: dict) -> list[str]:
+    api_fn, sched_fn, _ = source_names(src)
+    problems = []
+    fns = of_type(tt, "AWS::Lambda::Function")
+    for want in (api_fn, sched_fn):
+        if want not in fns:
+            problems.append(f"{want}: no AWS::Lambda::Function of that name")
+    for name, fn in fns.items():
+        p = props_of(fn)
+        if p.get("Runtime") != "provided.al2023":
+            problems.append(f"{name}: Runtime must be provided.al2023, found {p.get('Runtime')!r}")
+        if p.get("Architectures") != ["arm64"]:
+            problems.append(f"{name}: Architectures must be [arm64], found {p.get('Architectures')!r}")
+        if p.get("Handler") != "bootstrap":
+            problems.append(f"{name}: Handler must be bootstrap, found {p.get('Handler')!r}")
+        code = p.get("Code")
+        if not (isinstance(code, dict) and set(code) <= {"S3Bucket", "S3Key", "S3ObjectVersion"}
+                and code.get("S3Bucket") and code.get("S3Key")):
+            problems.append(f"{name}: Code must be an S3Bucket/S3Key location (the packaged zip), found {code!r}")
+        if p.get("PackageType", "Zip") != "Zip":
+            problems.append(f"{name}: PackageType must be Zip")
+        env = ((p.get("Environment") or {}).get("Variables")) or {}
+        got = {k for k in env if k.startswith("WXTOKEN_")}
+        if name == api_fn:
+            want_env = COMMON_ENV
+        elif name == sched_fn:
+            want_env = SCHEDULED_ENV
+        else:
+            problems.append(f"{name}: neither the API nor the scheduled function of the source template")
+            continue
+        if missing := sorted(want_env - got):
+            problems.append(f"{name}: missing environment variables {missing}")
+        if extra := sorted(got - want_env):
+            problems.append(f"{name}: environment variables that do not apply to it {extra}")
+        if env.get("WXTOKEN_SERVICE", {"Ref": "AWS::StackName"}) != {"Ref": "AWS::StackName"}:
+            problems.append(f"{name}: WXTOKEN_SERVICE must be Ref AWS::StackName, found {env.get('WXTOKEN_SERVICE')!r}")
+        timeout, lease = p.get("Timeout"), env.get(LEASE_VAR)
+        if not isinstance(timeout, int) or not str(lease).isdigit():
+            problems.append(f"{name}: Timeout and {LEASE_VAR} must be literal seconds, found {timeout!r} and {lease!r}")
+        else:
+            if timeout >= int(lease):
+                problems.append(f"{name}: Timeout {timeout}s is not shorter than {LEASE_VAR}={lease}: "
+                                "a lease could outlive its holder")
+            if name == api_fn and timeout >= API_TIMEOUT_LIMIT:
+                problems.append(f"{name}: Timeout {timeout}s is not under API Gateway's {API_TIMEOUT_LIMIT}s integration limit")
+    return problems
+
+
+def _schedule_rule(tt: dict) -> tuple[str | None, list[str]]:
+    rules = of_type(tt, "AWS::Events::Rule")
+    if len(rules) != 1:
+        return None, [f"expected one AWS::Events::Rule (the schedule), found {sorted(rules)}"]
+    return next(iter(rules)), []
+
+
+def check_t_permissions(src: dict, tt: dict) -> list[str]:
+    api_fn, sched_fn, api = source_names(src)
+    rule, problems = _schedule_rule(tt)
+    wanted = {route_source_arn(api, m, p): (m, p) for m, p in ROUTES}
+    samples = {(m, p): route_source_arn(api, m, p.replace("{app}", "shop"), "$default") for m, p in ROUTES}
+    count = {r: 0 for r in ROUTES}
+    for name, perm in of_type(tt, "AWS::Lambda::Permission").items():
+        p = props_of(perm)
+        fn = p.get("FunctionName")
+        if p.get("Action") != "lambda:InvokeFunction":
+            problems.append(f"{name}: Action must be lambda:InvokeFunction, found {p.get('Action')!r}")
+        if "SourceAccount" in p or "EventSourceToken" in p or "PrincipalOrgID" in p or "FunctionUrlAuthType" in p:
+            problems.append(f"{name}: unexpected SourceAccount/EventSourceToken/PrincipalOrgID/FunctionUrlAuthType")
+        if fn == {"Ref": api_fn}:
+            if p.get("Principal") != API_PRINCIPAL:
+                problems.append(f"{name}: Principal must be {API_PRINCIPAL}, found {p.get('Principal')!r}")
+            if "SourceArn" not in p:
+                problems.append(f"{name}: no SourceArn: any API Gateway API, in any account, could invoke {api_fn}")
+                continue
+            try:
+                arn = symbolic(p["SourceArn"])
+            except ValueError as e:
+                problems.append(f"{name}: SourceArn: {e}")
+                continue
+            covered = sorted(r for r, sample in samples.items() if glob_match(arn, sample))
+            if len(covered) > 1:
+                problems.append(f"{name}: SourceArn {arn} is broader than one route (covers {covered})")
+            elif arn not in wanted:
+                problems.append(f"{name}: SourceArn {arn} is not the ARN of one of the routes of {api} "
+                                f"(want one of {sorted(wanted)})")
+            else:
+                count[wanted[arn]] += 1
+        elif fn == {"Ref": sched_fn}:
+            if p.get("Principal") != EVENTS_PRINCIPAL:
+                problems.append(f"{name}: Principal must be {EVENTS_PRINCIPAL}, found {p.get('Principal')!r}")
+            if rule is None or p.get("SourceArn") != {"Fn::GetAtt": [rule, "Arn"]}:
+                problems.append(f"{name}: SourceArn must be !GetAtt {rule}.Arn (the schedule rule), "
+                                f"found {p.get('SourceArn')!r}")
+        else:
+            problems.append(f"{name}: a permission on {fn!r} is not expected (only the API's routes and the schedule)")
+    for r, n in sorted(count.items()):
+        if n != 1:
+            problems.append(f"{n} permissions for route {route_key(*r)}, want exactly one")
+    return problems
+
+
+def _body_operations(body: dict) -> tuple[dict[tuple[str, str], dict], list[str]]:
+    ops, problems = {}, []
+    for path, item in (body.get("paths") or {}).items():
+        if "$default" in path:
+            problems.append(f"path {path!r}: a $default route catches every request")
+        if not isinstance(item, dict):
+            problems.append(f"path {path!r}: not an object")
+            continue
+        for method, op in item.items():
+            if method == "x-amazon-apigateway-any-method":
+                problems.append(f"path {path!r}: x-amazon-apigateway-any-method routes every method")
+            elif method.startswith("x-") or method == "parameters":
+                problems.append(f"path {path!r}: unexpected {method}")
+            ops[(method.upper(), path)] = op if isinstance(op, dict) else {}
+    return ops, problems
+
+
+def check_t_api_body(src: dict, tt: dict) -> list[str]:
+    api_fn, _, api = source_names(src)
+    problems = []
+    apis = of_type(tt, "AWS::ApiGatewayV2::Api")
+    if sorted(apis) != [api]:
+        return [f"expected one AWS::ApiGatewayV2::Api, {api}; found {sorted(apis)}"]
+    for typ in ROUTE_TYPES_OUTSIDE_BODY:
+        for name in of_type(tt, typ):
+            problems.append(f"{name}: {typ} adds to the API outside the body")
+    p = props_of(apis[api])
+    for key in ("BodyS3Location", "Target", "RouteKey", "CredentialsArn", "RouteSelectionExpression"):
+        if key in p:
+            problems.append(f"{api}: {key} defines routes or integrations outside the body")
+    body = p.get("Body")
+    if not isinstance(body, dict):
+        return problems + [f"{api}: no inline OpenAPI Body"]
+    ops, more = _body_operations(body)
+    problems += more
+    if sorted(ops) != sorted(ROUTES):
+        problems.append(f"paths are {sorted(ops)}, want exactly {sorted(ROUTES)}")
+    if "security" in body:
+        problems.append("a body-level security default: say it on every operation instead")
+    scheme = (((body.get("components") or {}).get("securitySchemes")) or {}).get("AWS_IAM")
+    if not isinstance(scheme, dict) or scheme.get("x-amazon-apigateway-authtype") != "awsSigv4":
+        problems.append(f"security scheme AWS_IAM must have x-amazon-apigateway-authtype: awsSigv4, found {scheme!r}")
+    uri_want = INTEGRATION_URI % api_fn
+    for (method, path), op in sorted(ops.items()):
+        where = route_key(method, path)
+        if op.get("security") != IAM_SECURITY:
+            problems.append(f"{where}: security must be {IAM_SECURITY}, found {op.get('security')!r}")
+        integ = op.get("x-amazon-apigateway-integration") or {}
+        if integ.get("type") != "aws_proxy":
+            problems.append(f"{where}: integration type must be aws_proxy, found {integ.get('type')!r}")
+        if str(integ.get("payloadFormatVersion")) != "2.0":
+            problems.append(f"{where}: payloadFormatVersion must be 2.0, found {integ.get('payloadFormatVersion')!r}")
+        try:
+            uri = symbolic(integ.get("uri"))
+        except ValueError as e:
+            uri = str(e)
+        if uri != uri_want:
+            problems.append(f"{where}: integration uri is {uri}, want {uri_want}")
+    return problems
+
+
+def check_t_stage(src: dict, tt: dict) -> list[str]:
+    _, _, api = source_names(src)
+    problems = []
+    stages = of_type(tt, "AWS::ApiGatewayV2::Stage")
+    if len(stages) != 1:
+        return [f"expected one AWS::ApiGatewayV2::Stage ($default), found {sorted(stages)}: "
+                "another stage would serve the routes with other settings"]
+    name, stage = next(iter(stages.items()))
+    p = props_of(stage)
+    if p.get("ApiId") != {"Ref": api}:
+        problems.append(f"{name}: ApiId must be Ref {api}")
+    if p.get("StageName") != "$default" or p.get("AutoDeploy") is not True:
+        problems.append(f"{name}: must be StageName $default with AutoDeploy true, found "
+                        f"{p.get('StageName')!r} / AutoDeploy {p.get('AutoDeploy')!r}")
+    default = p.get("DefaultRouteSettings") or {}
+    for key, want in DEFAULT_THROTTLE.items():
+        if default.get(key) != want:
+            problems.append(f"{name}: DefaultRouteSettings.{key} must be Ref {want['Ref']}, found {default.get(key)!r}")
+    body = props_of(of_type(tt, "AWS::ApiGatewayV2::Api").get(api) or {}).get("Body") or {}
+    keys = {route_key(m, pth) for m, pth in _body_operations(body)[0]}
+    settings = p.get("RouteSettings") or {}
+    for key in settings:
+        if key not in keys:
+            problems.append(f"{name}: RouteSettings key {key!r} is not a route key of the body {sorted(keys)}")
+    force = settings.get(FORCE_ROUTE_KEY)
+    if not isinstance(force, dict) or any(force.get(k) != v for k, v in FORCE_LIMITS.items()):
+        problems.append(f"{name}: RouteSettings[{FORCE_ROUTE_KEY!r}] must throttle force-refresh to {FORCE_LIMITS}, found {force!r}")
+    logs = p.get("AccessLogSettings") or {}
+    try:
+        dest = symbolic(logs.get("DestinationArn"))
+    except ValueError as e:
+        dest = str(e)
+    dest_ok = ("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${%s}" % ACCESS_LOG_GROUP,
+               "${%s.Arn}" % ACCESS_LOG_GROUP)
+    if dest not in dest_ok or ACCESS_LOG_GROUP not in of_type(tt, "AWS::Logs::LogGroup") or not logs.get("Format"):
+        problems.append(f"{name}: AccessLogSettings must log (a Format) to the {ACCESS_LOG_GROUP} log group, "
+                        f"found DestinationArn {dest}")
+    return problems
+
+
+def check_t_schedule(src: dict, tt: dict) -> list[str]:
+    _, sched_fn, _ = source_names(src)
+    rule, problems = _schedule_rule(tt)
+    configs = {k: r for k, r in of_type(tt, "AWS::Lambda::EventInvokeConfig").items()
+               if props_of(r).get("FunctionName") == {"Ref": sched_fn}}
+    if len(configs) != 1:
+        problems.append(f"{sched_fn}: expected one AWS::Lambda::EventInvokeConfig, found {sorted(configs)}")
+    for name, cfg in configs.items():
+        p = props_of(cfg)
+        if p.get("MaximumRetryAttempts") != 0:
+            problems.append(f"{name}: MaximumRetryAttempts must be 0 (a retry would overlap the next run), "
+                            f"found {p.get('MaximumRetryAttempts')!r}")
+        if p.get("Qualifier") != "$LATEST":
+            problems.append(f"{name}: Qualifier must be $LATEST (what the rule invokes), found {p.get('Qualifier')!r}")
+    if rule is None:
+        return problems
+    p = props_of(of_type(tt, "AWS::Events::Rule")[rule])
+    if p.get("ScheduleExpression") != {"Ref": "ScheduleRate"}:
+        problems.append(f"{rule}: ScheduleExpression must be Ref ScheduleRate, found {p.get('ScheduleExpression')!r}")
+    if p.get("State", "ENABLED") != "ENABLED":
+        problems.append(f"{rule}: State must be ENABLED, found {p.get('State')!r}")
+    if "EventPattern" in p:
+        problems.append(f"{rule}: an EventPattern would invoke the function on events besides the schedule")
+    targets = p.get("Targets") or []
+    if len(targets) != 1:
+        return problems + [f"{rule}: expected exactly one target, found {len(targets)}"]
+    target = targets[0]
+    if target.get("Arn") != {"Fn::GetAtt": [sched_fn, "Arn"]}:
+        problems.append(f"{rule}: the target must be !GetAtt {sched_fn}.Arn, found {target.get('Arn')!r}")
+    if (target.get("RetryPolicy") or {}).get("MaximumRetryAttempts") != 0:
+        problems.append(f"{rule}: the target's RetryPolicy.MaximumRetryAttempts must be 0, found {target.get('RetryPolicy')!r}")
+    return problems
+
+
+TRANSLATED_CHECKS = [
+    ("translated: a fresh translation of this template", check_t_fresh),
+    ("translated: functions keep the build contract, environment and timeouts", check_t_functions),
+    ("translated: Lambda permissions, one per route and the schedule", check_t_permissions),
+    ("translated: OpenAPI body has exactly the three IAM-authorized routes", check_t_api_body),
+    ("translated: $default stage throttling and access log", check_t_stage),
+    ("translated: schedule and its invoke config never retry", check_t_schedule),
+]
+
+
+def run_translated(rep: Report, src: dict, path: str, tt: dict | None = None) -> None:
+    """The TRANSLATED_CHECKS on one translated template (read from path
+    unless given), each reported with the file's name."""
+    label = os.path.basename(path)
+    if tt is None:
+        try:
+            tt = load(path)
+        except (OSError, ValueError) as e:
+            rep.check(f"translated: {label}", [f"cannot read {path} ({type(e).__name__}: {e}); "
+                                                "run infra/local/sam/translate.py first"])
+            return
+    for name, fn in TRANSLATED_CHECKS:
+        try:
+            rep.check(f"{name} [{label}]", fn(src, tt))
+        except Exception as e:  # a malformed template is a failure, not a crash
+            rep.check(f"{name} [{label}]", [f"could not check: {type(e).__name__}: {e}"])
+
+
+def run(template_path: str, extra: list[str], translated: list[str] = ()) -> Report:
     rep = Report()
     t = load(template_path)
     for name, fn in CHECKS:
@@ -568,6 +947,8 @@ def run(template_path: str, extra: list[str]) -> Report:
             rep.check(name, [f"could not check: {type(e).__name__}: {e}"])
     for path in extra:
         rep.check(f"no hard-coded aws partition in {path}", check_partition_literals(load(path), f"{path}: "))
+    for path in translated:
+        run_translated(rep, t, path)
     return rep
 
 
@@ -658,6 +1039,10 @@ MUTATIONS = [
      lambda t: _put_statement(t).__setitem__("Resource", {
          "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ParameterPrefix}/*"}),
      "only .../access_token"),
+    ("a managed policy on a function role",
+     lambda t: _role(t, _api(t))["Properties"].__setitem__("ManagedPolicyArns", [{
+         "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"}]),
+     "is not allowed"),
     ("DynamoDB PutItem on the API role",
      lambda t: _role(t, _api(t))["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
          {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}), "more than"),
@@ -669,15 +1054,177 @@ MUTATIONS = [
 ]
 
 
-def self_test(template_path: str) -> int:
+# Broken copies of a translated template. The finders look resources up by
+# what they are, not by the names SAM happens to give them.
+
+
+def _t_res(tt, typ, pred=lambda p: True) -> dict:
+    for r in tt["Resources"].values():
+        if r.get("Type") == typ and pred(r.get("Properties") or {}):
+            return r
+    raise LookupError(f"no {typ} in the translated template")
+
+
+def _t_perm(tt, suffix: str) -> dict:
+    """The API permission whose SourceArn ends with suffix (props)."""
+    return _t_res(tt, "AWS::Lambda::Permission",
+                  lambda p: p.get("Principal") == API_PRINCIPAL and symbolic(p.get("SourceArn", "")).endswith(suffix))["Properties"]
+
+
+def _t_sched_perm(tt) -> dict:
+    return _t_res(tt, "AWS::Lambda::Permission", lambda p: p.get("Principal") == EVENTS_PRINCIPAL)["Properties"]
+
+
+def _t_body(tt) -> dict:
+    return _t_res(tt, "AWS::ApiGatewayV2::Api")["Properties"]["Body"]
+
+
+def _t_op(tt, method: str, path: str) -> dict:
+    return _t_body(tt)["paths"][path][method.lower()]
+
+
+def _t_stage(tt) -> dict:
+    return _t_res(tt, "AWS::ApiGatewayV2::Stage")["Properties"]
+
+
+def _t_rule(tt) -> dict:
+    return _t_res(tt, "AWS::Events::Rule")["Properties"]
+
+
+def _t_fn(tt, scheduled: bool) -> tuple[str, dict]:
+    for name, r in tt["Resources"].items():
+        if r.get("Type") == "AWS::Lambda::Function":
+            env = r["Properties"]["Environment"]["Variables"]
+            if ("WXTOKEN_CONCURRENCY" in env) == scheduled:
+                return name, r["Properties"]
+    raise LookupError("no such AWS::Lambda::Function")
+
+
+def _t_sub(props: dict, key: str, text: str) -> None:
+    """Replaces the text of the Fn::Sub [text, vars] at props[key]."""
+    props[key]["Fn::Sub"][0] = text
+
+
+def _t_add(tt, name: str, resource: dict) -> None:
+    tt["Resources"][name] = resource
+
+
+_EXEC = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${__ApiId__}"
+
+TRANSLATED_MUTATIONS = [
+    ("permission SourceArn widened to ${__ApiId__}/*",
+     lambda t: _t_sub(_t_perm(t, "/refresh"), "SourceArn", _EXEC + "/*"), "broader than one route"),
+    ("permission SourceArn widened to every POST",
+     lambda t: _t_sub(_t_perm(t, "/refresh"), "SourceArn", _EXEC + "/${__Stage__}/POST/*"), "broader than one route"),
+    ("permission without SourceArn",
+     lambda t: _t_perm(t, "/force-refresh").pop("SourceArn"), "no SourceArn"),
+    ("permission for another API",
+     lambda t: _t_perm(t, "GET/v1/apps/*")["SourceArn"]["Fn::Sub"][1].__setitem__("__ApiId__", {"Ref": "OtherApi"}),
+     "is not the ARN of one of the routes"),
+    ("two permissions for the status route",
+     lambda t: _t_add(t, "ExtraPermission", {"Type": "AWS::Lambda::Permission",
+                                             "Properties": copy.deepcopy(_t_perm(t, "GET/v1/apps/*"))}),
+     "2 permissions for route GET"),
+    ("API permission for any principal",
+     lambda t: _t_perm(t, "/refresh").__setitem__("Principal", "*"), "Principal must be apigateway"),
+    ("schedule permission without SourceArn",
+     lambda t: _t_sched_perm(t).pop("SourceArn"), "SourceArn must be !GetAtt"),
+    ("a permission for a third party",
+     lambda t: _t_add(t, "S3Permission", {"Type": "AWS::Lambda::Permission", "Properties": {
+         "Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": [_t_fn(t, True)[0], "Arn"]},
+         "Principal": "s3.amazonaws.com"}}), "is not expected"),
+    ("a route's security removed",
+     lambda t: _t_op(t, "POST", "/v1/apps/{app}/refresh").pop("security"), "security must be"),
+    ("a route's security emptied",
+     lambda t: _t_op(t, "GET", "/v1/apps/{app}").__setitem__("security", []), "security must be"),
+    ("security scheme changed to NONE",
+     lambda t: _t_body(t)["components"]["securitySchemes"]["AWS_IAM"].__setitem__("x-amazon-apigateway-authtype", "NONE"),
+     "awsSigv4"),
+    ("a fourth path in the body",
+     lambda t: _t_body(t)["paths"].__setitem__("/v1/apps/{app}/delete", {
+         "post": copy.deepcopy(_t_op(t, "POST", "/v1/apps/{app}/refresh"))}), "paths are"),
+    ("x-amazon-apigateway-any-method on a path",
+     lambda t: _t_body(t)["paths"]["/v1/apps/{app}"].__setitem__(
+         "x-amazon-apigateway-any-method", copy.deepcopy(_t_op(t, "GET", "/v1/apps/{app}"))), "any-method"),
+    ("a $default route",
+     lambda t: _t_body(t)["paths"].__setitem__("$default", {
+         "x-amazon-apigateway-any-method": copy.deepcopy(_t_op(t, "GET", "/v1/apps/{app}"))}), "$default route"),
+    ("integration with the scheduled function",
+     lambda t: _t_op(t, "GET", "/v1/apps/{app}")["x-amazon-apigateway-integration"].__setitem__(
+         "uri", {"Fn::Sub": INTEGRATION_URI % _t_fn(t, True)[0]}), "integration uri"),
+    ("payload format 1.0",
+     lambda t: _t_op(t, "POST", "/v1/apps/{app}/refresh")["x-amazon-apigateway-integration"].__setitem__(
+         "payloadFormatVersion", "1.0"), "payloadFormatVersion"),
+    ("a Route resource outside the body",
+     lambda t: _t_add(t, "CatchAll", {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
+         "ApiId": {"Ref": "Api"}, "RouteKey": "$default"}}), "outside the body"),
+    ("force-refresh RouteSettings key misspelled",
+     lambda t: _t_stage(t)["RouteSettings"].__setitem__(
+         "POST /v1/apps/{appid}/force-refresh", _t_stage(t)["RouteSettings"].pop(FORCE_ROUTE_KEY)),
+     "is not a route key"),
+    ("force-refresh rate limit raised",
+     lambda t: _t_stage(t)["RouteSettings"][FORCE_ROUTE_KEY].__setitem__("ThrottlingRateLimit", 10),
+     "must throttle force-refresh"),
+    ("force-refresh burst limit raised",
+     lambda t: _t_stage(t)["RouteSettings"][FORCE_ROUTE_KEY].__setitem__("ThrottlingBurstLimit", 5),
+     "must throttle force-refresh"),
+    ("default throttling hard-coded",
+     lambda t: _t_stage(t)["DefaultRouteSettings"].__setitem__("ThrottlingRateLimit", 50),
+     "must be Ref ApiThrottleRate"),
+    ("stage without AutoDeploy",
+     lambda t: _t_stage(t).__setitem__("AutoDeploy", False), "AutoDeploy true"),
+    ("a second, unthrottled stage",
+     lambda t: _t_add(t, "ProdStage", {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
+         "ApiId": {"Ref": "Api"}, "StageName": "prod", "AutoDeploy": True}}), "another stage"),
+    ("access log to another log group",
+     lambda t: _t_stage(t)["AccessLogSettings"].__setitem__(
+         "DestinationArn", {"Fn::GetAtt": [_t_fn(t, False)[1]["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}),
+     "AccessLogSettings"),
+    ("EventInvokeConfig retries 2",
+     lambda t: _t_res(t, "AWS::Lambda::EventInvokeConfig")["Properties"].__setitem__("MaximumRetryAttempts", 2),
+     "MaximumRetryAttempts must be 0"),
+    ("schedule target retries 2",
+     lambda t: _t_rule(t)["Targets"][0]["RetryPolicy"].__setitem__("MaximumRetryAttempts", 2),
+     "RetryPolicy.MaximumRetryAttempts must be 0"),
+    ("schedule rate hard-coded",
+     lambda t: _t_rule(t).__setitem__("ScheduleExpression", "rate(5 minutes)"), "Ref ScheduleRate"),
+    ("schedule targets the API function",
+     lambda t: _t_rule(t)["Targets"][0].__setitem__("Arn", {"Fn::GetAtt": [_t_fn(t, False)[0], "Arn"]}),
+     "the target must be"),
+    ("translated Runtime changed",
+     lambda t: _t_fn(t, False)[1].__setitem__("Runtime", "provided.al2"), "Runtime must be"),
+    ("translated Code inline",
+     lambda t: _t_fn(t, True)[1].__setitem__("Code", {"ZipFile": "exit 0"}), "S3Bucket/S3Key"),
+    ("translated WXTOKEN_CONCURRENCY dropped",
+     lambda t: _t_fn(t, True)[1]["Environment"]["Variables"].pop("WXTOKEN_CONCURRENCY"), "missing environment"),
+    ("translated API Timeout at the limit",
+     lambda t: _t_fn(t, False)[1].__setitem__("Timeout", 30), "integration limit"),
+    ("a stale translation",
+     lambda t: _t_res(t, "AWS::IAM::ManagedPolicy")["Properties"].__setitem__("Description", "old"),
+     "stale translation"),
+    ("a stale translation of a function",
+     lambda t: _t_fn(t, True)[1].__setitem__("Timeout", 40), "Timeout differs from the source template"),
+]
+
+
+def _expect(rep: Report, label: str, expect: str) -> bool:
+    if any(expect in msg for msg in rep.failures):
+        print(f"self-test: caught   {label}")
+        return True
+    print(f"self-test: MISSED   {label} (wanted a failure mentioning {expect!r}; got {rep.failures or 'none'})")
+    return False
+
+
+def self_test(template_path: str, translated: list[str] = ()) -> int:
     base = load(template_path)
     ok = True
-    baseline = run(template_path, [])
+    baseline = run(template_path, [], translated)
     if baseline.failures:
-        print("self-test: the template itself fails, so the mutations prove nothing:")
+        print("self-test: the templates themselves fail, so the mutations prove nothing:")
         for f in baseline.failures:
             print(f"  {f}")
         return 1
+    print(f"self-test: {template_path} and {len(translated)} translated file(s) pass unbroken")
     with tempfile.TemporaryDirectory(prefix="wxtoken-check-") as tmp:
         for i, (label, mutate, expect) in enumerate(MUTATIONS):
             t = copy.deepcopy(base)
@@ -690,12 +1237,26 @@ def self_test(template_path: str) -> int:
             path = os.path.join(tmp, f"broken-{i:02d}.json")  # JSON is YAML
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(t, f, indent=1)
-            rep = run(path, [])
-            if any(expect in msg for msg in rep.failures):
-                print(f"self-test: caught   {label}")
-            else:
-                ok = False
-                print(f"self-test: MISSED   {label} (wanted a failure mentioning {expect!r}; got {rep.failures or 'none'})")
+            ok &= _expect(run(path, []), label, expect)
+        # The translated files (read above by the same loader): each broken
+        # copy, round-tripped through JSON as a file would be, is checked in
+        # memory against the unbroken source, under its file's name.
+        for tpath in translated:
+            tbase = load(tpath)
+            name = os.path.basename(tpath)
+            for label, mutate, expect in TRANSLATED_MUTATIONS:
+                tt = copy.deepcopy(tbase)
+                try:
+                    mutate(tt)
+                except (LookupError, KeyError, IndexError, TypeError, ValueError) as e:
+                    print(f"self-test: cannot apply '{label}' to {tpath} ({type(e).__name__}: {e})")
+                    ok = False
+                    continue
+                rep = Report()
+                run_translated(rep, base, tpath, json.loads(json.dumps(tt)))
+                ok &= _expect(rep, f"[{name}] {label}", expect)
+    if not translated:
+        print("self-test: no --translated file given; the translated-template checks were not tested")
     print("self-test: ok" if ok else "self-test: FAILED")
     return 0 if ok else 1
 
@@ -706,20 +1267,20 @@ def self_test(template_path: str) -> int:
 def main(argv: list[str]) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     default_template = os.path.normpath(os.path.join(here, "..", "..", "template.yaml"))
-    args = list(argv)
-    if "-h" in args or "--help" in args:
-        print(__doc__)
-        return 0
-    selftest = "--self-test" in args
-    args = [a for a in args if a != "--self-test"]
-    extra: list[str] = []
-    if "--extra" in args:
-        i = args.index("--extra")
-        extra, args = args[i + 1:], args[:i]
-    template_path = args[0] if args else default_template
-    if selftest:
-        return self_test(template_path)
-    rep = run(template_path, extra)
+    ap = argparse.ArgumentParser(
+        usage="%(prog)s [--self-test] [template.yaml] [--translated FILE]... [--extra FILE...]",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("template", nargs="?", default=default_template)
+    ap.add_argument("--self-test", action="store_true", help="prove every check can fail")
+    ap.add_argument("--translated", action="append", default=[], metavar="FILE",
+                    help="a template translated by infra/local/sam/translate.py (repeatable)")
+    ap.add_argument("--extra", action="extend", nargs="+", default=[], metavar="FILE",
+                    help="other templates, checked only for hard-coded aws partitions")
+    args = ap.parse_args(argv)
+    template_path = args.template
+    if args.self_test:
+        return self_test(template_path, args.translated)
+    rep = run(template_path, args.extra, args.translated)
     for name in rep.passed:
         print(f"ok    {name}")
     for f in rep.failures:

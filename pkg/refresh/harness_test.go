@@ -235,13 +235,16 @@ func (b *bed) newRefresher(owner, wechatURL string) *refresh.Refresher {
 // proxy in between. It needs the engines.
 func (b *bed) refresherVia(owner, wechatURL string, ddbOpt func(*dynamodb.Options), ssmOpt func(*ssm.Options), tune ...func(*refresh.Refresher)) *refresh.Refresher {
 	b.needEngines()
-	db := dynamodb.NewFromConfig(b.cfg, func(o *dynamodb.Options) {
+	// The refresher signs each call as the function whose entry point made
+	// it, so the IAM check evaluates it against that function's role.
+	cfg := awstest.AsEntryPoint(b.cfg)
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.HTTPClient = awshttp.NewBuildableClient()
 		if ddbOpt != nil {
 			ddbOpt(o)
 		}
 	})
-	sc := ssm.NewFromConfig(b.cfg, func(o *ssm.Options) {
+	sc := ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		o.HTTPClient = awshttp.NewBuildableClient()
 		if ssmOpt != nil {
 			ssmOpt(o)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awscalls"
 )
 
 // config says where the engines are installed and how to run them.
@@ -23,12 +25,16 @@ type config struct {
 	logDir       string
 	region       string
 	startTimeout time.Duration
+	// calls, when set, puts a recording proxy in front of each engine and
+	// names the file the recorded calls are written to (see record.go).
+	calls string
 }
 
 // engine is one running emulator process.
 type engine struct {
 	name    string
 	url     string
+	proxy   *recordingProxy // nil unless calls are recorded
 	logPath string
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the process has been reaped
@@ -41,7 +47,8 @@ type bed struct {
 	logDir    string
 	ownLogDir bool // logDir is a temporary directory of ours
 	region    string
-	died      chan error // receives one error when an engine exits on its own
+	died      chan error         // receives one error when an engine exits on its own
+	recorder  *awscalls.Recorder // nil unless calls are recorded
 	stopping  chan struct{}
 	stopOnce  sync.Once
 }
@@ -82,7 +89,10 @@ func start(ctx context.Context, cfg config) (*bed, error) {
 				"-Djava.library.path=" + dynamoDir,
 				"-cp", filepath.Join(dynamoDir, "*"),
 				"software.amazon.dynamodb.services.local.main.ServerRunner",
-				"-inMemory", "-disableTelemetry", "-port", strconv.Itoa(port)}
+				// -sharedDb: one database whatever the access key, since
+				// tests sign as the functions' identities (awscalls) and
+				// as themselves.
+				"-inMemory", "-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(port)}
 		}},
 		{"moto server", func(port int) []string {
 			return []string{moto, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}
@@ -101,6 +111,17 @@ func start(ctx context.Context, cfg config) (*bed, error) {
 		if err := waitReady(ctx, e, cfg.startTimeout); err != nil {
 			b.stop()
 			return nil, err
+		}
+	}
+	if cfg.calls != "" {
+		b.recorder = &awscalls.Recorder{}
+		for _, e := range b.engines {
+			p, err := startRecording(e.url, b.recorder)
+			if err != nil {
+				b.stop()
+				return nil, err
+			}
+			e.proxy = p
 		}
 	}
 	return b, nil
@@ -198,6 +219,11 @@ func (b *bed) stop() {
 	b.stopOnce.Do(func() {
 		close(b.stopping)
 		for _, e := range b.engines {
+			if e.proxy != nil {
+				e.proxy.close()
+			}
+		}
+		for _, e := range b.engines {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
 		}
 		for _, e := range b.engines {
@@ -240,11 +266,15 @@ func (b *bed) environ() []string {
 		"WXTOKEN_TESTBED=required",
 	}
 	for _, e := range b.engines {
+		u := e.url
+		if e.proxy != nil {
+			u = e.proxy.url
+		}
 		switch e.name {
 		case "DynamoDB Local":
-			env = append(env, "AWS_ENDPOINT_URL_DYNAMODB="+e.url)
+			env = append(env, "AWS_ENDPOINT_URL_DYNAMODB="+u)
 		case "moto server":
-			env = append(env, "AWS_ENDPOINT_URL_SSM="+e.url, "AWS_ENDPOINT_URL_KMS="+e.url)
+			env = append(env, "AWS_ENDPOINT_URL_SSM="+u, "AWS_ENDPOINT_URL_KMS="+u)
 		}
 	}
 	return env

@@ -12,6 +12,11 @@
 // until interrupted (Ctrl-C). The Makefile installs both engines (pinned,
 // cached under .cache/) and calls this command; see `make test` and
 // `make testbed`.
+//
+// With -calls FILE, each engine is reached through a proxy of this command
+// that records the calls the functions' code makes (attributed by the access
+// key that signs them, see pkg/testsupport/awscalls); they are written to
+// FILE when the command succeeds, for the IAM check (infra/local/iam).
 package main
 
 import (
@@ -37,6 +42,7 @@ func run() int {
 	flag.StringVar(&cfg.moto, "moto", ".cache/venv/bin/moto_server", "moto_server executable")
 	flag.StringVar(&cfg.logDir, "logdir", "", "directory for the engines' logs (default: a temporary directory, removed after a successful run)")
 	flag.StringVar(&cfg.region, "region", "us-east-1", "AWS region exported to the command")
+	flag.StringVar(&cfg.calls, "calls", "", "record the AWS calls the functions' code signs (pkg/testsupport/awscalls) through a proxy in front of each engine, and write them to this JSON file when the command succeeds")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 90*time.Second, "how long an engine may take to answer after it starts")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: testbed [flags] [-- command args...]\n\n")
@@ -59,6 +65,17 @@ func run() int {
 		return 1
 	}
 	code := serve(ctx, b, flag.Args())
+	if code == 0 && b.recorder != nil && len(flag.Args()) > 0 {
+		if len(b.recorder.Calls()) == 0 {
+			fmt.Fprintf(os.Stderr, "testbed: %v\n", errNoCalls)
+			code = 1
+		} else if err := writeCalls(cfg.calls, b.recorder); err != nil {
+			fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+			code = 1
+		} else {
+			fmt.Fprintf(os.Stderr, "testbed: %d kinds of AWS call by the functions' code recorded in %s\n", len(b.recorder.Calls()), cfg.calls)
+		}
+	}
 	b.release(code == 0)
 	return code
 }

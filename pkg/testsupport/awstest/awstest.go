@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wxtoken/wxtoken/pkg/testsupport/awscalls"
 )
 
 // Service names an engine of the test bed by the SDK ID that its endpoint
@@ -79,6 +81,24 @@ func Config(tb testing.TB, services ...Service) aws.Config {
 	if err != nil {
 		tb.Fatalf("awstest: load AWS config: %v", err)
 	}
+	return cfg
+}
+
+// As returns cfg signing as the function identity id (see
+// pkg/testsupport/awscalls): calls made through it are recorded by the test
+// bed as that function's and evaluated against its IAM role.
+func As(cfg aws.Config, id awscalls.Identity) aws.Config {
+	cfg = cfg.Copy()
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(string(id), "test", "")
+	return cfg
+}
+
+// AsEntryPoint returns cfg signing each call as the function whose refresh
+// core entry point made it (awscalls.EntryPoint), for tests that drive the
+// refresh core directly.
+func AsEntryPoint(cfg aws.Config) aws.Config {
+	cfg = cfg.Copy()
+	cfg.Credentials = awscalls.EntryPoint{}
 	return cfg
 }
 

@@ -98,8 +98,11 @@ func New(tb testing.TB, opts Options, apps ...registry.App) *Stack {
 	if s.Prefix == "" {
 		s.Prefix = "/" + awstest.Name(tb, "st")
 	}
-	db := dynamodb.NewFromConfig(cfg)
-	store := tokenstore.New(ssm.NewFromConfig(cfg), s.Prefix, "")
+	// The refresher signs each call as the function whose entry point made
+	// it (the API handler's Refresh, ForceRefresh and Status; a test's
+	// RefreshDue), so the IAM check evaluates it against that function's role.
+	db := dynamodb.NewFromConfig(awstest.AsEntryPoint(cfg))
+	store := tokenstore.New(ssm.NewFromConfig(awstest.AsEntryPoint(cfg)), s.Prefix, "")
 	for _, a := range apps {
 		s.Register(a)
 	}
