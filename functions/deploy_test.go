@@ -1001,18 +1001,7 @@ func (d *deployment) run(t *testing.T, bins map[string]string, schedFn, apiFn *l
 	}
 	for _, st := range steps {
 		t.Run(st.file, func(t *testing.T) {
-			res := invokeLive(t, art, apiProc, event(t, st.file), apiTimeout)
-			if res.Error != nil {
-				t.Fatalf("function error %v\n%s", res.Error, apiProc.Output())
-			}
-			var ans httpAnswer
-			if err := json.Unmarshal(res.Payload, &ans); err != nil {
-				t.Fatalf("answer %s: %v", res.Payload, err)
-			}
-			var body map[string]any
-			if err := json.Unmarshal([]byte(ans.Body), &body); err != nil {
-				t.Fatalf("body %q: %v", ans.Body, err)
-			}
+			ans, body := decodeAnswer(t, invokeLive(t, art, apiProc, event(t, st.file), apiTimeout), apiProc)
 			if ans.StatusCode != st.status {
 				t.Fatalf("status %d, want %d: %s\n%s", ans.StatusCode, st.status, ans.Body, apiProc.Output())
 			}

@@ -137,6 +137,25 @@ func invoke(t *testing.T, rt *lambdatest.Runtime, proc *lambdatest.Process, payl
 	return res
 }
 
+// decodeAnswer reads the API function's answer to an invocation: the API
+// Gateway payload and its JSON body. A function error fails t: the API
+// answers every request.
+func decodeAnswer(t *testing.T, res lambdatest.Result, proc *lambdatest.Process) (httpAnswer, map[string]any) {
+	t.Helper()
+	if res.Error != nil {
+		t.Fatalf("function error %v (the API answers every request)\n%s", res.Error, proc.Output())
+	}
+	var ans httpAnswer
+	if err := json.Unmarshal(res.Payload, &ans); err != nil {
+		t.Fatalf("answer %s: %v", res.Payload, err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(ans.Body), &body); err != nil {
+		t.Fatalf("body %q: %v", ans.Body, err)
+	}
+	return ans, body
+}
+
 type httpAnswer struct {
 	StatusCode int               `json:"statusCode"`
 	Headers    map[string]string `json:"headers"`
@@ -264,18 +283,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.file, func(t *testing.T) {
 			used[st.file] = true
-			res := invoke(t, art, apiProc, event(t, st.file), apiTimeout)
-			if res.Error != nil {
-				t.Fatalf("function error %v (the API answers every request)\n%s", res.Error, apiProc.Output())
-			}
-			var ans httpAnswer
-			if err := json.Unmarshal(res.Payload, &ans); err != nil {
-				t.Fatalf("answer %s: %v", res.Payload, err)
-			}
-			var body map[string]any
-			if err := json.Unmarshal([]byte(ans.Body), &body); err != nil {
-				t.Fatalf("body %q: %v", ans.Body, err)
-			}
+			ans, body := decodeAnswer(t, invoke(t, art, apiProc, event(t, st.file), apiTimeout), apiProc)
 			if ans.StatusCode != st.status {
 				t.Fatalf("status %d, want %d: %s", ans.StatusCode, st.status, ans.Body)
 			}

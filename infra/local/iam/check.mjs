@@ -164,6 +164,20 @@ function readCalls(files) {
   return [...merged.values()]
 }
 
+/**
+ * The kinds of call in the files after the first (the recorded ones) that the
+ * first (the reviewed list, calls.json) does not name, for the same function
+ * or for "*". They are still evaluated; this only tells a reviewer that the
+ * list is behind the code.
+ */
+function unreviewed(calls) {
+  const reviewed = new Set()
+  const kind = (c, fn) => JSON.stringify([fn, c.action, c.resource, c.leaf, c.selector, c.name])
+  const first = calls.length ? calls[0].from.replace(/\[\d+\]$/, '') : ''
+  for (const c of calls) if (c.from.startsWith(first + '[')) reviewed.add(kind(c, c.function))
+  return calls.filter((c) => !c.from.startsWith(first + '[') && !reviewed.has(kind(c, c.function)) && !reviewed.has(kind(c, '*')))
+}
+
 // ------------------------------------------------------------------ rendering
 
 /** The placeholder values of one document's facts. */
@@ -578,6 +592,9 @@ async function main() {
   console.log(`iam-simulate ${sim.version}: ${cases.length} case lines, ${calls.length} calls from ${args.calls.map((f) => path.relative(ROOT, f)).join(', ')}`)
   const groups = await runChecks(sim, docs, cases, calls)
   printGroups(groups)
+  for (const c of unreviewed(calls)) {
+    console.log(`note recorded call not in ${path.relative(ROOT, args.calls[0])} (evaluated all the same; add it there): ${c.function} ${c.action} ${c.resource}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''}${c.name ? ' ' + c.name : ''} (${c.from})`)
+  }
   const failed = groups.filter((g) => !g.ok).length
   const secs = secondsSince(started)
   console.log(failed ? `FAIL iam: ${failed} of ${groups.length} groups failed (${secs} s)` : `ok   iam: ${groups.length} groups passed for ${docs.length} region/parameter sets (${secs} s)`)
