@@ -143,8 +143,11 @@ test: testbed-install consumers-install $(IAM_DIR)/.installed lint ## the whole 
 
 # The SAM template as CloudFormation receives it: translated offline by the
 # SAM translator (infra/local/sam/translate.py) for a global and a China region.
+# Always us-east-1 and cn-north-1, the regions policies.py and the IAM cases
+# render (REGION only picks the test bed's region).
 SAM_OUT    := $(CACHE)/sam
-TRANSLATED := $(SAM_OUT)/translated.$(REGION).json $(SAM_OUT)/translated.$(CHINA_REGION).json
+SAM_REGIONS := us-east-1 cn-north-1
+TRANSLATED := $(foreach r,$(SAM_REGIONS),$(SAM_OUT)/translated.$(r).json)
 
 # The IAM check's evaluator is installed into IAM_DIR (defined at the top).
 # The AWS calls the IAM check evaluates: the committed list, and the calls
@@ -160,7 +163,7 @@ $(IAM_DIR)/.installed: infra/local/iam/package.json infra/local/iam/package-lock
 
 .PHONY: sam-translate
 sam-translate: $(VENV)/.installed ## translate template.yaml offline with the SAM translator into .cache/sam/ (global and China)
-	$(VPYTHON) infra/local/sam/translate.py --out $(SAM_OUT) --region $(REGION) --region $(CHINA_REGION)
+	$(VPYTHON) infra/local/sam/translate.py --out $(SAM_OUT) $(foreach r,$(SAM_REGIONS),--region $(r))
 
 .PHONY: iam-check
 iam-check: $(VENV)/.installed $(IAM_DIR)/.installed sam-translate ## evaluate the translated template's IAM policies offline (cases, recorded calls, unused grants) and its mutation self-test
@@ -179,8 +182,8 @@ sam-check: $(VENV)/.installed build iam-check ## template checks (source and tra
 	$(SAM) validate --lint --region $(REGION)
 	$(SAM) validate --lint --region $(CHINA_REGION)
 	$(CFNLINT) --regions $(REGION) $(CHINA_REGION) -- $(INFRA_TEMPLATES)
-	$(CFNLINT) --regions $(REGION) -- $(SAM_OUT)/translated.$(REGION).json
-	$(CFNLINT) --regions $(CHINA_REGION) -- $(SAM_OUT)/translated.$(CHINA_REGION).json
+	@for r in $(SAM_REGIONS); do echo "cfn-lint --regions $$r -- $(SAM_OUT)/translated.$$r.json"; \
+		$(CFNLINT) --regions $$r -- $(SAM_OUT)/translated.$$r.json; done
 	$(VPYTHON) infra/local/check_template.py template.yaml $(foreach f,$(TRANSLATED),--translated $(f)) --extra $(INFRA_TEMPLATES)
 	$(VPYTHON) infra/local/check_template.py --self-test template.yaml $(foreach f,$(TRANSLATED),--translated $(f))
 	$(SAM) build

@@ -39,7 +39,8 @@ The invariants (design.md §3-§6 and the template's contract with the Go code):
     reach refresh and status;
   - ssm:PutParameter is granted only on .../access_token parameters;
   - function roles hold only the actions the functions call, KMS only via SSM,
-    and no managed policy beyond the Lambda VPC access role;
+    and no managed policy (not even the Lambda VPC access role, whose logs
+    grant is on every log group);
   - every alarm's actions are guarded by the alarm-topic condition.
 
 And in each translated template (where the generated resources exist):
@@ -315,7 +316,7 @@ def all_policy_statements(t: dict) -> list[tuple[str, dict]]:
         if typ == "AWS::IAM::Role":
             for p in as_list(props.get("Policies", [])):
                 out += [(name, st) for st in statements(p.get("PolicyDocument"))]
-        elif typ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        elif typ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
             out += [(name, st) for st in statements(props.get("PolicyDocument"))]
         elif typ == "AWS::Serverless::Function":
             for p in as_list(props.get("Policies", [])):

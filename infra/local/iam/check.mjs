@@ -41,6 +41,15 @@
  * Exit status 1 on any failure, 2 on bad input.
  */
 
+/** What --help prints; the header of this file has the details. */
+const USAGE = [
+  'usage: node infra/local/iam/check.mjs [--modules DIR] [--policies FILE] [--cases FILE] [--calls FILE ...]',
+  '       node infra/local/iam/check.mjs --self-test [--template FILE] [--python PY] [--calls FILE ...]',
+  'Evaluates the IAM policies of the translated template with iam-simulate: the case table,',
+  'the recorded and reviewed AWS calls, unused grants (see the header of this file).',
+].join('\n')
+
+
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -79,6 +88,10 @@ function parseArgs(argv) {
     const arg = argv[i]
     if (arg === '--self-test') a.selfTest = true
     else if (arg === '--calls') a.calls.push(argv[++i])
+    else if (arg === '--help' || arg === '-h') {
+      console.log(USAGE)
+      process.exit(0)
+    }
     else if (valued[arg] && i + 1 < argv.length) a[valued[arg]] = argv[++i]
     else throw new InputError(`unknown argument ${arg} (see the comment at the top of ${path.relative(ROOT, fileURLToPath(import.meta.url))})`)
   }
@@ -155,27 +168,47 @@ function readCalls(files) {
       const where = `${path.relative(ROOT, file)}[${i}]`
       if (!['*', ...FUNCTIONS].includes(c.function)) throw new InputError(`${where}: function must be *, ${FUNCTIONS.join(' or ')}: ${JSON.stringify(c)}`)
       if (typeof c.action !== 'string' || !c.action.includes(':')) throw new InputError(`${where}: no action: ${JSON.stringify(c)}`)
-      const call = { function: c.function, action: c.action, resource: c.resource, leaf: c.leaf, selector: !!c.selector, name: c.name, count: c.count ?? 1, from: where }
+      const call = { function: c.function, action: c.action, resource: c.resource, leaf: c.leaf, selector: !!c.selector, name: c.name, count: c.count ?? 1, from: where, files: [file] }
       const key = JSON.stringify([call.function, call.action, call.resource, call.leaf, call.selector, call.name])
-      if (merged.has(key)) merged.get(key).count += call.count
-      else merged.set(key, call)
+      if (merged.has(key)) {
+        merged.get(key).count += call.count
+        merged.get(key).files.push(file)
+      } else merged.set(key, call)
     })
   }
   return [...merged.values()]
 }
 
+/** Whether two calls are the same kind of call, whatever the function. */
+function sameKind(a, b) {
+  return a.action === b.action && a.resource === b.resource && a.leaf === b.leaf && a.selector === b.selector && a.name === b.name
+}
+
+/** Whether a call of function a is covered by one of function b ("*" covers all). */
+function sameFunction(a, b) {
+  return a.function === b.function || a.function === '*' || b.function === '*'
+}
+
 /**
- * The kinds of call in the files after the first (the recorded ones) that the
- * first (the reviewed list, calls.json) does not name, for the same function
- * or for "*". They are still evaluated; this only tells a reviewer that the
- * list is behind the code.
+ * The calls that only the later files (the recorded ones) name and the
+ * first (the reviewed list, calls.json) does not, for the same function or
+ * for "*". They are still evaluated; this only tells a reviewer that the list
+ * is behind the code.
  */
-function unreviewed(calls) {
-  const reviewed = new Set()
-  const kind = (c, fn) => JSON.stringify([fn, c.action, c.resource, c.leaf, c.selector, c.name])
-  const first = calls.length ? calls[0].from.replace(/\[\d+\]$/, '') : ''
-  for (const c of calls) if (c.from.startsWith(first + '[')) reviewed.add(kind(c, c.function))
-  return calls.filter((c) => !c.from.startsWith(first + '[') && !reviewed.has(kind(c, c.function)) && !reviewed.has(kind(c, '*')))
+function unreviewed(calls, reviewedFile) {
+  const reviewed = calls.filter((c) => c.files.includes(reviewedFile))
+  return calls.filter((c) => !c.files.includes(reviewedFile) && !reviewed.some((r) => sameKind(c, r) && (r.function === '*' || r.function === c.function)))
+}
+
+/**
+ * The reviewed calls that no recorded call matches: the code may no longer
+ * make them, and the grants only they need may be stale. Empty when no
+ * recorded file was given.
+ */
+function unseen(calls, reviewedFile) {
+  const recorded = calls.filter((c) => c.files.some((f) => f !== reviewedFile))
+  if (recorded.length === 0) return []
+  return calls.filter((c) => c.files.includes(reviewedFile) && !recorded.some((r) => sameKind(c, r) && sameFunction(c, r)))
 }
 
 // ------------------------------------------------------------------ rendering
@@ -592,7 +625,11 @@ async function main() {
   console.log(`iam-simulate ${sim.version}: ${cases.length} case lines, ${calls.length} calls from ${args.calls.map((f) => path.relative(ROOT, f)).join(', ')}`)
   const groups = await runChecks(sim, docs, cases, calls)
   printGroups(groups)
-  for (const c of unreviewed(calls)) {
+  const reviewedFile = args.calls[0]
+  for (const c of unseen(calls, reviewedFile)) {
+    console.log(`note reviewed call in ${path.relative(ROOT, args.calls[0])} that no recorded call made (still evaluated; if the code no longer makes it, remove it and any grant only it needs): ${c.function} ${c.action} ${c.resource}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''} (${c.from})`)
+  }
+  for (const c of unreviewed(calls, reviewedFile)) {
     console.log(`note recorded call not in ${path.relative(ROOT, args.calls[0])} (evaluated all the same; add it there): ${c.function} ${c.action} ${c.resource}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''}${c.name ? ' ' + c.name : ''} (${c.from})`)
   }
   const failed = groups.filter((g) => !g.ok).length

@@ -26,6 +26,17 @@ ACCOUNT = "123456789012"
 PARTITIONS = {"us-east-1": ("aws", "amazonaws.com"), "cn-north-1": ("aws-cn", "amazonaws.com.cn")}
 
 
+def partition_of(region: str) -> tuple[str, str]:
+    """The partition and URL suffix of any region (AWS China: aws-cn)."""
+    if region in PARTITIONS:
+        return PARTITIONS[region]
+    if region.startswith("cn-"):
+        return "aws-cn", "amazonaws.com.cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov", "amazonaws.com"
+    return "aws", "amazonaws.com"
+
+
 class CfnLoader(yaml.SafeLoader):
     """A YAML loader that reads CloudFormation's short-form tags into their
     long forms."""
@@ -72,11 +83,9 @@ class Resolver:
     of parameter values (defaults for the rest)."""
 
     def __init__(self, template: dict, region: str, stack: str = "wxtoken", params: dict | None = None) -> None:
-        if region not in PARTITIONS:
-            raise ValueError(f"unknown region {region}; known: {sorted(PARTITIONS)}")
         self.t = template
         self.region = region
-        self.partition, self.url_suffix = PARTITIONS[region]
+        self.partition, self.url_suffix = partition_of(region)
         self.stack = stack
         self.params: dict[str, Any] = {}
         for name, p in (template.get("Parameters") or {}).items():

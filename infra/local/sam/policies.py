@@ -44,6 +44,9 @@ sys.path.insert(0, HERE)
 
 from cfn import ACCOUNT, PARTITIONS, Resolver, load  # noqa: E402
 
+# IAM resource types that grant a role nothing by themselves.
+KNOWN_OTHER_IAM = ("AWS::IAM::Role",)
+
 # The functions whose roles are checked, and the consumer policy.
 FUNCTIONS = ("ScheduledRefreshFunction", "RefreshApiFunction")
 CONSUMER_POLICY = "ConsumerPolicy"
@@ -160,19 +163,26 @@ def document(template: dict, region: str, set_name: str, stack: str = "wxtoken")
     res = rv.resources()  # only resources whose Condition holds, resolved
 
     # The template's own managed policies (by ARN) and the policies attached
-    # to each role by name (AWS::IAM::Policy / ManagedPolicy with Roles).
+    # to each role by name (AWS::IAM::Policy / ManagedPolicy with Roles,
+    # AWS::IAM::RolePolicy with RoleName). Any other IAM type that could grant
+    # a role something is refused rather than ignored.
     customer: dict[str, dict] = {}
     attached: dict[str, list[dict]] = {}
     for logical, r in res.items():
-        if r["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+        if r["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy"):
+            if r["Type"].startswith("AWS::IAM::") and r["Type"] not in KNOWN_OTHER_IAM:
+                raise PolicyError(f"{logical}: {r['Type']} is not evaluated by this check; extend policies.py")
             continue
         props = r.get("Properties") or {}
-        source = "managed" if r["Type"] == "AWS::IAM::ManagedPolicy" else "policy"
+        source = {"AWS::IAM::ManagedPolicy": "managed", "AWS::IAM::Policy": "policy"}.get(r["Type"], "rolepolicy")
         entry = {"name": logical, "source": source, "document": props["PolicyDocument"]}
         if source == "managed":
             entry["arn"] = rv.physical(logical)
             customer[entry["arn"]] = entry
-        for role in props.get("Roles") or []:
+        roles = list(props.get("Roles") or [])
+        if props.get("RoleName"):
+            roles.append(props["RoleName"])
+        for role in roles:
             attached.setdefault(role, []).append(entry)
 
     principals: dict[str, dict] = {}

@@ -27,13 +27,13 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from cfn import ACCOUNT, PARTITIONS, load  # noqa: E402
+from cfn import ACCOUNT, PARTITIONS, load, partition_of  # noqa: E402
 
 ARTIFACT_BUCKET = "wxtoken-artifacts"
 
 # The AWS managed policies SAM may attach by name. The template's explicit
-# roles name their one managed policy by ARN, so SAM needs none of these;
-# the table only keeps the translator from asking IAM.
+# roles attach none, so SAM needs none of these; the table only keeps the
+# translator from asking IAM.
 MANAGED_POLICIES = (
     "AWSLambdaBasicExecutionRole",
     "AWSLambdaVPCAccessExecutionRole",
@@ -69,7 +69,7 @@ def translate(template: dict, region: str) -> dict:
     from samtranslator.translator import arn_generator
     from samtranslator.translator.transform import transform
 
-    partition, url_suffix = PARTITIONS[region]
+    partition, url_suffix = partition_of(region)
     os.environ["AWS_DEFAULT_REGION"] = region
     os.environ.pop("AWS_REGION", None)
     arn_generator._get_region_from_session.cache_clear()  # one process, several regions
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--template", default=os.path.join(root, "template.yaml"))
     ap.add_argument("--out", default=os.path.join(root, ".cache", "sam"))
-    ap.add_argument("--region", action="append", choices=sorted(PARTITIONS))
+    ap.add_argument("--region", action="append", help="default: " + " and ".join(PARTITIONS))
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     template = load(args.template)

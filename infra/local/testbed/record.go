@@ -18,7 +18,8 @@ import (
 )
 
 // maxRecordedBody bounds what the recording proxy reads of a request body
-// to find the resources it names; AWS's own limits are far below it.
+// to find the resources it names (the JSON requests it records are far
+// smaller); the rest is forwarded without being read.
 const maxRecordedBody = 16 << 20
 
 // recordingProxy forwards every request to one engine unchanged and records
@@ -44,15 +45,19 @@ func startRecording(target string, rec *awscalls.Recorder) (*recordingProxy, err
 	rp.Transport = tr
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
-			body, err := io.ReadAll(io.LimitReader(r.Body, maxRecordedBody))
-			r.Body.Close()
+			// Record from the first maxRecordedBody bytes; forward the whole
+			// body unchanged (S3 uploads through moto can be larger).
+			head, err := io.ReadAll(io.LimitReader(r.Body, maxRecordedBody))
 			if err != nil {
+				r.Body.Close()
 				http.Error(w, "recording proxy: read body: "+err.Error(), http.StatusBadGateway)
 				return
 			}
-			rec.Add(r.Header.Get("Authorization"), r.Header.Get("X-Amz-Target"), body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
+			rec.Add(r.Header.Get("Authorization"), r.Header.Get("X-Amz-Target"), head)
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
 		}
 		rp.ServeHTTP(w, r)
 	})

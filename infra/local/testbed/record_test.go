@@ -59,3 +59,39 @@ func TestRecordingProxyForwardsAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A body larger than what is read for recording (an S3 upload through moto)
+// still reaches the engine whole.
+func TestRecordingProxyForwardsLargeBodiesWhole(t *testing.T) {
+	var n int64
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer engine.Close()
+	p, err := startRecording(engine.URL, &awscalls.Recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	size := int64(maxRecordedBody + 1000)
+	req, err := http.NewRequest(http.MethodPut, p.url+"/bucket/key.zip", io.LimitReader(zeros{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n != size {
+		t.Fatalf("the engine got %d bytes, want %d", n, size)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -84,15 +84,6 @@ func Config(tb testing.TB, services ...Service) aws.Config {
 	return cfg
 }
 
-// As returns cfg signing as the function identity id (see
-// pkg/testsupport/awscalls): calls made through it are recorded by the test
-// bed as that function's and evaluated against its IAM role.
-func As(cfg aws.Config, id awscalls.Identity) aws.Config {
-	cfg = cfg.Copy()
-	cfg.Credentials = credentials.NewStaticCredentialsProvider(string(id), "test", "")
-	return cfg
-}
-
 // AsEntryPoint returns cfg signing each call as the function whose refresh
 // core entry point made it (awscalls.EntryPoint), for tests that drive the
 // refresh core directly.
