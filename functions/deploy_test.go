@@ -736,10 +736,11 @@ func (d *deployment) checkLogGroups(t *testing.T) {
 // policyDoc is an IAM policy document as IAM returns it.
 type policyDoc struct {
 	Statement []struct {
-		Sid      string
-		Effect   string
-		Action   stringList
-		Resource stringList
+		Sid       string
+		Effect    string
+		Action    stringList
+		Resource  stringList
+		Condition map[string]map[string]any
 	}
 }
 
@@ -818,6 +819,11 @@ func (d *deployment) checkRoles(t *testing.T) {
 				if !slices.Equal(s.Resource, []string{tableArn}) || scan != (r.role == "ScheduledRefreshRole") {
 					t.Errorf("%s StateTable statement: actions %v on %v; want the table %s, with Scan only for the scheduled function", r.role, s.Action, s.Resource, tableArn)
 				}
+			case "WriteStateOnly":
+				keys := fmt.Sprint(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+				if !slices.Equal(s.Action, []string{"dynamodb:UpdateItem"}) || !slices.Equal(s.Resource, []string{tableArn}) || keys != "[state#*]" {
+					t.Errorf("%s WriteStateOnly statement: actions %v on %v; want UpdateItem on the table %s (state# items only)", r.role, s.Action, s.Resource, tableArn)
+				}
 			case "PublishTokens", "ReadSecretsAndTokens":
 				for _, res := range s.Resource {
 					if !strings.Contains(res, ":parameter"+d.prefix+"/*/") {
@@ -830,8 +836,8 @@ func (d *deployment) checkRoles(t *testing.T) {
 				}
 			}
 		}
-		if len(doc.Statement) != 4 || !sids["StateTable"] || !sids["Logs"] || !sids["PublishTokens"] || !sids["ReadSecretsAndTokens"] {
-			t.Errorf("%s statements %v, want Logs, StateTable, ReadSecretsAndTokens, PublishTokens (no KMS statement without KmsKeyArn)", r.role, sids)
+		if len(doc.Statement) != 5 || !sids["StateTable"] || !sids["WriteStateOnly"] || !sids["Logs"] || !sids["PublishTokens"] || !sids["ReadSecretsAndTokens"] {
+			t.Errorf("%s statements %v, want Logs, StateTable, WriteStateOnly, ReadSecretsAndTokens, PublishTokens (no KMS or VPC statement without KmsKeyArn and SubnetIds)", r.role, sids)
 		}
 	}
 }

@@ -13,7 +13,7 @@ const region = process.env.AWS_REGION;
 const ssm = new SSMClient({ region });
 
 // The published token (cache it for a minute at most).
-async function getToken(app, prefix = "/wechat") {
+async function getToken(app, prefix = "/wxtoken") {
   const out = await ssm.send(new GetParameterCommand({ Name: `${prefix}/${app}/access_token`, WithDecryption: true }));
   return out.Parameter.Value;
 }
@@ -35,7 +35,7 @@ async function refresh(apiUrl, app, staleToken) {
 // --- README end (node)
 
 (async () => {
-  const [apiUrl, app, prefix = "/wechat"] = process.argv.slice(2);
+  const [apiUrl, app, prefix = "/wxtoken"] = process.argv.slice(2);
   const token = await getToken(app, prefix);
   const fresh = await refresh(apiUrl, app, token);
   process.stdout.write(JSON.stringify({ token, fresh }));

@@ -15,7 +15,7 @@ session = boto3.Session()
 ssm = session.client("ssm")
 
 
-def get_token(app, prefix="/wechat"):
+def get_token(app, prefix="/wxtoken"):
     """The published token (cache it for a minute at most)."""
     name = f"{prefix}/{app}/access_token"
     return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
@@ -35,7 +35,7 @@ def refresh(api_url, app, stale_token):
 
 if __name__ == "__main__":
     api_url, app = sys.argv[1], sys.argv[2]
-    prefix = sys.argv[3] if len(sys.argv) > 3 else "/wechat"
+    prefix = sys.argv[3] if len(sys.argv) > 3 else "/wxtoken"
     token = get_token(app, prefix)
     fresh = refresh(api_url, app, token)
     # Only fingerprints-worthy facts on stdout: the test compares the tokens itself.

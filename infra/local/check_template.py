@@ -559,6 +559,87 @@ def check_alarm_actions(t: dict) -> list[str]:
     return problems
 
 
+
+# Parameter values the design cannot run with (issue: refused at deploy).
+STABLE_WINDOW_S = 270  # stable mode refreshes in the token's last 270 s
+SLOW_RATES = ("rate(5 minutes)", "rate(10 minutes)", "rate(1 hour)", "cron(0/5 * * * ? *)")
+GOOD_RATES = ("rate(1 minute)", "rate(4 minutes)")
+
+
+def check_parameter_rules(t: dict) -> list[str]:
+    """Parameters that would break the design are refused at deploy."""
+    problems = []
+    params = t.get("Parameters") or {}
+    rate = params.get("ScheduleRate") or {}
+    pattern = rate.get("AllowedPattern")
+    if not pattern:
+        problems.append("ScheduleRate: no AllowedPattern; a slower schedule can miss stable mode's window")
+    else:
+        for bad in SLOW_RATES:
+            if re.fullmatch(pattern, bad):
+                problems.append(f"ScheduleRate: AllowedPattern accepts {bad!r}, which can miss stable mode's {STABLE_WINDOW_S} s window")
+        for good in GOOD_RATES:
+            if not re.fullmatch(pattern, good):
+                problems.append(f"ScheduleRate: AllowedPattern refuses {good!r}")
+    near = params.get("NearExpirySeconds") or {}
+    if not isinstance(near.get("MaxValue"), int) or near["MaxValue"] >= STABLE_WINDOW_S:
+        problems.append(f"NearExpirySeconds: MaxValue must be under {STABLE_WINDOW_S} (found {near.get('MaxValue')!r}): "
+                        "a higher value alarms on every stable rotation")
+    rules = t.get("Rules") or {}
+    vpc_rules = [r for r in rules.values()
+                 if "SubnetIds" in json.dumps(r.get("RuleCondition")) and
+                 any("SecurityGroupIds" in json.dumps(a.get("Assert")) for a in r.get("Assertions") or [])]
+    if not vpc_rules:
+        problems.append("no Rules entry refusing SubnetIds without SecurityGroupIds")
+    return problems
+
+
+def check_least_privilege_writes(t: dict) -> list[str]:
+    """The functions' roles write only state# items (dynamodb:LeadingKeys)."""
+    problems = []
+    for name, fn in functions(t).items():
+        role_name, role = role_of(t, fn)
+        if role is None:
+            continue
+        for p in as_list((role.get("Properties") or {}).get("Policies", [])):
+            for st in statements(p.get("PolicyDocument")):
+                writes = [a for a in actions_of(st) if a.lower() in ("dynamodb:updateitem", "dynamodb:putitem", "dynamodb:deleteitem")]
+                if st.get("Effect") != "Allow" or not writes:
+                    continue
+                cond = st.get("Condition") or {}
+                keys = (cond.get("ForAllValues:StringLike") or cond.get("ForAllValues:StringEquals") or {}).get("dynamodb:LeadingKeys")
+                if as_list(keys) != ["state#*"]:
+                    problems.append(f"{role_name}: {', '.join(writes)} must be limited to state# items "
+                                    f"(ForAllValues:StringLike dynamodb:LeadingKeys [state#*]), found {keys!r}")
+                if str((cond.get("Null") or {}).get("dynamodb:LeadingKeys")).lower() != "false":
+                    problems.append(f"{role_name}: {', '.join(writes)} needs Null dynamodb:LeadingKeys false "
+                                    "(ForAllValues holds vacuously for a request without keys)")
+    return problems
+
+
+def check_schedule_alarm(t: dict) -> list[str]:
+    """An alarm notices a stopped schedule (missing data is breaching), the
+    scheduled function can reserve concurrency, and the access log never
+    records the raw path."""
+    problems = []
+    alarms = [r.get("Properties") or {} for r in t.get("Resources", {}).values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
+    heart = [a for a in alarms if a.get("Namespace") == "wxtoken" and a.get("Statistic") == "SampleCount"
+             and a.get("TreatMissingData") == "breaching" and a.get("ComparisonOperator") == "LessThanThreshold"
+             and a.get("Threshold") == 1 and isinstance(a.get("Period"), int)
+             and a["Period"] * int(a.get("EvaluationPeriods", 1)) <= 300]
+    if not heart:
+        problems.append("no alarm fires when no scheduled run completed for 5 minutes "
+                        "(SampleCount < 1 of a per-run wxtoken metric, missing data breaching, at most 300 s)")
+    _, sched = _first(t, is_scheduled_function)
+    rc = (sched.get("Properties") or {}).get("ReservedConcurrentExecutions")
+    if not (isinstance(rc, dict) and "Fn::If" in rc and rc["Fn::If"][1] == {"Ref": "ScheduledReservedConcurrency"}):
+        problems.append("the scheduled function's ReservedConcurrentExecutions must come from ScheduledReservedConcurrency")
+    for r in t.get("Resources", {}).values():
+        fmt = ((r.get("Properties") or {}).get("AccessLogSettings") or {}).get("Format")
+        if isinstance(fmt, str) and "$context.path" in fmt:
+            problems.append("the API access log records $context.path: a token pasted into a URL would reach the log; use $context.routeKey")
+    return problems
+
 CHECKS = [
     ("timeouts shorter than the lease (and API under 30 s)", check_timeouts),
     ("exact WXTOKEN_* environment per function", check_env),
@@ -569,6 +650,9 @@ CHECKS = [
     ("ssm:PutParameter only on .../access_token", check_put_parameter),
     ("function roles: only what the functions call", check_function_roles),
     ("alarm actions guarded by the topic condition", check_alarm_actions),
+    ("parameters that break the design are refused at deploy", check_parameter_rules),
+    ("function roles write only state# items", check_least_privilege_writes),
+    ("a stopped schedule alarms; no raw path in the access log", check_schedule_alarm),
 ]
 
 
@@ -1044,6 +1128,21 @@ MUTATIONS = [
      lambda t: _role(t, _api(t))["Properties"].__setitem__("ManagedPolicyArns", [{
          "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"}]),
      "is not allowed"),
+    ("ScheduleRate accepts rate(5 minutes)",
+     lambda t: t["Parameters"]["ScheduleRate"].__setitem__("AllowedPattern", "^rate\\(.+\\)$"), "can miss stable mode"),
+    ("NearExpirySeconds up to 270",
+     lambda t: t["Parameters"]["NearExpirySeconds"].__setitem__("MaxValue", 270), "MaxValue must be under"),
+    ("no VPC rule",
+     lambda t: t.pop("Rules"), "SubnetIds without SecurityGroupIds"),
+    ("UpdateItem on every item",
+     lambda t: next(st for st in _role(t, _api(t))["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                    if isinstance(st, dict) and st.get("Sid") == "WriteStateOnly").pop("Condition"), "limited to state# items"),
+    ("heartbeat alarm treating missing data as fine",
+     lambda t: next(r for r in t["Resources"].values() if (r.get("Properties") or {}).get("Statistic") == "SampleCount")
+     ["Properties"].__setitem__("TreatMissingData", "notBreaching"), "no alarm fires when no scheduled run"),
+    ("raw path in the access log",
+     lambda t: t["Resources"]["Api"]["Properties"]["AccessLogSettings"].__setitem__(
+         "Format", t["Resources"]["Api"]["Properties"]["AccessLogSettings"]["Format"] + "$context.path"), "$context.path"),
     ("DynamoDB PutItem on the API role",
      lambda t: _role(t, _api(t))["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
          {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}), "more than"),

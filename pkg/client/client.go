@@ -46,7 +46,7 @@ import (
 
 // Defaults of the Client's zero fields.
 const (
-	DefaultPrefix = "/wechat"
+	DefaultPrefix = "/wxtoken"
 	// DefaultMaxAge bounds how long a token read from SSM is reused. WeChat
 	// keeps a classic token valid for 5 minutes after it is superseded, so
 	// a process never holds a superseded token past its grace.

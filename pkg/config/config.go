@@ -6,7 +6,7 @@
 // Environment (defaults in brackets):
 //
 //	WXTOKEN_TABLE             DynamoDB table of apps, leases and state (required)
-//	WXTOKEN_PARAMETER_PREFIX  SSM prefix of secrets and tokens [/wechat]
+//	WXTOKEN_PARAMETER_PREFIX  SSM prefix of secrets and tokens [/wxtoken]
 //	WXTOKEN_KMS_KEY_ID        KMS key that encrypts published tokens [alias/aws/ssm]
 //	WXTOKEN_LEASE_SECONDS     DynamoDB lease duration; must exceed the function timeout [60]
 //	WXTOKEN_CONCURRENCY       apps refreshed at once by a scheduled run [8]
@@ -88,10 +88,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		bad(EnvTable, "%q is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", c.Table)
 	}
 	if c.ParameterPrefix == "" {
-		c.ParameterPrefix = "/wechat"
+		c.ParameterPrefix = "/wxtoken"
 	}
 	if !prefixRE.MatchString(c.ParameterPrefix) {
-		bad(EnvParameterPrefix, "%q is not an SSM path: it starts with a slash and has no trailing slash, like /wechat", c.ParameterPrefix)
+		bad(EnvParameterPrefix, "%q is not an SSM path: it starts with a slash and has no trailing slash, like /wxtoken", c.ParameterPrefix)
 	}
 	if c.KMSKeyID == "" {
 		c.KMSKeyID = "alias/aws/ssm"

@@ -20,7 +20,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ParameterPrefix != "/wechat" || c.KMSKeyID != "alias/aws/ssm" || c.LeaseDuration != time.Minute ||
+	if c.ParameterPrefix != "/wxtoken" || c.KMSKeyID != "alias/aws/ssm" || c.LeaseDuration != time.Minute ||
 		c.Concurrency != 8 || c.Service != "wxtoken" || c.WeChatBaseURLs != nil || c.WeComBaseURLs != nil {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/metrics"
+	"github.com/wxtoken/wxtoken/pkg/metrics/metricstest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 )
 
@@ -170,4 +174,200 @@ func TestNilWriterIsQuiet(t *testing.T) {
 	var e *metrics.EMF
 	e.Put(nil, nil, metrics.Metric{Name: "X", Unit: metrics.Count, Value: 1}) // must not panic
 	(&metrics.EMF{}).RemainingLife(time.Second, nil)
+}
+
+// seriesOf writes with write into a fresh EMF and returns the series it
+// produced as "Name{dimension set}" (values left out), sorted.
+func seriesOf(t *testing.T, write func(e *metrics.EMF)) []string {
+	t.Helper()
+	var m metricstest.Meter
+	write(&metrics.EMF{W: &m, Service: "s"})
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range m.Series() {
+		if s.Namespace != metrics.Namespace {
+			t.Errorf("series %v in namespace %q", s, s.Namespace)
+		}
+		if k := s.Name + "{" + s.Set() + "}"; !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSeriesPerEvent is the table of which series each kind of event
+// produces: per-app series only for an app a person must act on.
+func TestSeriesPerEvent(t *testing.T) {
+	refreshes := []string{"Refreshes{Outcome,Service}", "Refreshes{Reason,Service}"}
+	with := func(extra ...string) []string { return append(append([]string(nil), refreshes...), extra...) }
+	observe := func(ev refresh.Event) func(*metrics.EMF) {
+		return func(e *metrics.EMF) { e.Observe(context.Background(), ev) }
+	}
+	tests := []struct {
+		name  string
+		write func(*metrics.EMF)
+		want  []string
+	}{
+		{"scheduled refresh", observe(refresh.Event{App: "shop", Reason: "scheduled", Outcome: refresh.OutcomeRefreshed, CallsToday: 3}),
+			with("CallsToday{Service}")},
+		{"unchanged", observe(refresh.Event{App: "shop", Reason: "scheduled", Outcome: refresh.OutcomeUnchanged, CallsToday: 4}),
+			with("CallsToday{Service}")},
+		{"a plain read", observe(refresh.Event{App: "shop", Reason: "ensure", Outcome: refresh.OutcomeServed}),
+			refreshes},
+		{"a stale claim answered by the published token", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeServed}),
+			with("CoalescedRequests{Service}")},
+		{"coalesced", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeCoalesced}),
+			with("CoalescedRequests{Service}", "LockContention{Service}")},
+		{"lock timeout", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeLockTimeout}),
+			with("LockContention{Service}")},
+		{"claim rejected", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeClaimRejected}),
+			refreshes},
+		{"failed at WeChat: the app needs a person", observe(refresh.Event{App: "shop", Reason: "scheduled", Outcome: refresh.OutcomeFailed, Class: refresh.ClassConfig, ErrCode: 40164, CallsToday: 4}),
+			with("CallsToday{Service}", "RefreshFailures{App,Service}", "RefreshFailures{Service}", "WeChatErrors{ErrCode,Service}")},
+		{"publish failed", observe(refresh.Event{App: "shop", Reason: "scheduled", Outcome: refresh.OutcomePublishFailed, Class: refresh.ClassUnavailable}),
+			with("RefreshFailures{App,Service}", "RefreshFailures{Service}")},
+		{"fenced with drift", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeFenced, Drift: true}),
+			with("Drift{App,Service}", "Drift{Service}", "RefreshFailures{App,Service}", "RefreshFailures{Service}")},
+		{"refreshed with drift", observe(refresh.Event{App: "shop", Reason: "scheduled", Outcome: refresh.OutcomeRefreshed, Drift: true, CallsToday: 2}),
+			with("CallsToday{Service}", "Drift{App,Service}", "Drift{Service}")},
+		{"refused: paused after a configuration error", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeRefused, Class: refresh.ClassConfig, ErrCode: 40164}),
+			with("PausedRefusals{App,Service}", "PausedRefusals{Service}")},
+		{"refused: paused after the daily quota", observe(refresh.Event{App: "shop", Reason: "force", Outcome: refresh.OutcomeRefused, Class: refresh.ClassDailyQuota, ErrCode: 45009}),
+			with("PausedRefusals{App,Service}", "PausedRefusals{Service}")},
+		{"refused: the minute quota's pause ends by itself", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeRefused, Class: refresh.ClassMinuteQuota, ErrCode: 45011}),
+			refreshes},
+		{"refused: min interval", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeRefused}),
+			refreshes},
+		{"wait failed", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeWaitFailed, ErrCode: 40164, Class: refresh.ClassConfig}),
+			with("LockContention{Service}")},
+		{"remaining life, every app healthy", func(e *metrics.EMF) {
+			e.RemainingLife(9*time.Minute, map[string]time.Duration{"stable-app": 9 * time.Minute, "due-now": metrics.AppLifeFloor})
+		}, []string{"TokenRemainingLife{Service}"}},
+		{"remaining life, an app past its refresh", func(e *metrics.EMF) {
+			e.RemainingLife(-time.Minute, map[string]time.Duration{"late": metrics.AppLifeFloor - time.Second, "expired": -time.Minute})
+		}, []string{"TokenRemainingLife{App,Service}", "TokenRemainingLife{Service}"}},
+		{"apps needing attention", func(e *metrics.EMF) { e.NeedingAttention(3) }, []string{"AppsNeedingAttention{Service}"}},
+		{"API 200", func(e *metrics.EMF) { e.Response("refresh", 200) }, []string{"ApiResponses{Service,StatusClass}"}},
+		{"API 500", func(e *metrics.EMF) { e.Response("status", 500) }, []string{"ApiInternalErrors{Service}", "ApiResponses{Service,StatusClass}"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := append([]string(nil), tt.want...)
+			sort.Strings(want)
+			if got := seriesOf(t, tt.write); !reflect.DeepEqual(got, want) {
+				t.Errorf("series\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRemainingLifePerApp: only the apps below AppLifeFloor get a series of
+// their own, with their value.
+func TestRemainingLifePerApp(t *testing.T) {
+	var m metricstest.Meter
+	e := &metrics.EMF{W: &m, Service: "s"}
+	e.RemainingLife(-time.Minute, map[string]time.Duration{"healthy": 5 * time.Minute, "late": 200 * time.Second, "expired": -time.Minute})
+	var apps []string
+	for _, s := range m.Series() {
+		if s.Has("App") {
+			apps = append(apps, s.Dimensions)
+		}
+	}
+	want := []string{"App=expired,Service=s", "App=late,Service=s"}
+	if !reflect.DeepEqual(apps, want) {
+		t.Errorf("per-app series %v, want %v", apps, want)
+	}
+}
+
+// TestHeartbeat: a scheduled run's AppsNeedingAttention is exactly one
+// document with the Service dimension alone (the schedule-stopped alarm
+// counts its samples).
+func TestHeartbeat(t *testing.T) {
+	for _, n := range []int{0, 1, 7} {
+		var out bytes.Buffer
+		(&metrics.EMF{W: &out, Service: "s"}).NeedingAttention(n)
+		docs := parse(t, &out)
+		if len(docs) != 1 {
+			t.Fatalf("NeedingAttention(%d) wrote %d documents, want 1", n, len(docs))
+		}
+		dir := docs[0]["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
+		if sets, _ := json.Marshal(dir["Dimensions"]); string(sets) != `[["Service"]]` || docs[0]["AppsNeedingAttention"] != float64(n) {
+			t.Errorf("NeedingAttention(%d): dimensions %s, value %v", n, sets, docs[0]["AppsNeedingAttention"])
+		}
+	}
+}
+
+// daySeries runs a simulated day of healthy apps plus one failing and one
+// drifting app and returns its meter.
+func daySeries(t *testing.T, healthy int) (*metricstest.Meter, metricstest.DayStats) {
+	t.Helper()
+	m := &metricstest.Meter{}
+	d := &metricstest.Day{Healthy: healthy, Failing: 1, Drifting: 1, OnDemandPerHour: 6}
+	stats, err := d.Run(context.Background(), &metrics.EMF{W: m, Service: "wxtoken", Now: d.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m, stats
+}
+
+// TestDaySeriesDoNotGrowWithApps: a day of 10 healthy apps and a day of
+// 1,000 produce the same series; the only per-app series are those of the
+// failing and the drifting app.
+func TestDaySeriesDoNotGrowWithApps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a simulated day of 1,000 apps")
+	}
+	small, smallStats := daySeries(t, 10)
+	large, largeStats := daySeries(t, 1000)
+	// Each app is refreshed about 13 times a day (classic 14.4, stable
+	// 12.5); the day must really have run.
+	if per := float64(largeStats.Refreshes) / 1001; per < 12 || per > 15 {
+		t.Errorf("%.1f refreshes per app in the day, want about 13 (%+v)", per, largeStats)
+	}
+	if smallStats.Runs != 1440 || largeStats.Failures < 1000 || largeStats.Drifts < 12 {
+		t.Errorf("the day did not stage its cases: %+v", largeStats)
+	}
+	names := func(m *metricstest.Meter) (all []string, perApp map[string]bool) {
+		perApp = map[string]bool{}
+		for _, s := range m.Series() {
+			all = append(all, s.String())
+			if s.Has("App") {
+				perApp[s.Dimensions] = true
+			}
+		}
+		return all, perApp
+	}
+	smallAll, smallApps := names(small)
+	largeAll, largeApps := names(large)
+	if !reflect.DeepEqual(smallAll, largeAll) {
+		t.Errorf("10 apps: %d series, 1,000 apps: %d series; want the same\n 10: %v\n1000: %v", len(smallAll), len(largeAll), smallAll, largeAll)
+	}
+	wantApps := map[string]bool{"App=failing-0,Service=wxtoken": true, "App=drifting-0,Service=wxtoken": true}
+	if !reflect.DeepEqual(largeApps, wantApps) || !reflect.DeepEqual(smallApps, wantApps) {
+		t.Errorf("per-app series for %d apps (10 healthy) and %d apps (1,000 healthy), e.g. %v; want only the failing and the drifting app",
+			len(smallApps), len(largeApps), firstKeys(largeApps, 5))
+	}
+	if a, b := small.SeriesHours(), large.SeriesHours(); a != b {
+		t.Errorf("billed metric-hours: %d with 10 apps, %d with 1,000; want the same", a, b)
+	}
+	t.Logf("a day of 1,000 healthy apps + 1 failing + 1 drifting: %d series, %d metric-hours:\n%s",
+		len(largeAll), large.SeriesHours(), strings.Join(largeAll, "\n"))
+}
+
+// firstKeys returns up to n keys of m, sorted.
+func firstKeys(m map[string]bool, n int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys[:min(n, len(keys))]
 }

@@ -3,6 +3,7 @@ package refresh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"time"
@@ -178,15 +179,26 @@ func ErrCode(err error) int {
 	return 0
 }
 
+// lastErrorMessage is the last_error an app's state keeps, which status shows
+// to every consumer: the policy's short message and WeChat's errcode, never
+// the error's own text (AWS error text holds ARNs and request IDs, WeChat's
+// errmsg the egress IP); the full cause is in the function's log.
+func lastErrorMessage(d Decision, code int) string {
+	if code != 0 {
+		return fmt.Sprintf("errcode %d: %s", code, d.Message)
+	}
+	return d.Message
+}
+
 // failureFields is what a failed attempt records in the app's state: its own
-// class, errcode (0 when WeChat did not answer one) and message, and the
+// class, errcode (0 when WeChat did not answer one) and a short message, and the
 // pause the policy asks for, scoped to the API that answered (forced calls
 // have their own daily limit) and tied to the secret in use, so that a new
 // secret ends it. On-demand and forced attempts start the minimum interval
 // only when the decision says a retry cannot help.
 func failureFields(cfg policyConfig, a registry.App, k kind, err error, now time.Time, secretVersion int64) lease.Fields {
 	d := Decide(err)
-	msg, class, code := err.Error(), string(d.Class), ErrCode(err)
+	msg, class, code := lastErrorMessage(d, ErrCode(err)), string(d.Class), ErrCode(err)
 	f := lease.Fields{LastError: &msg, LastErrorClass: &class, LastErrCode: &code, LastErrorAt: now}
 	var until time.Time
 	switch d.Pause {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,4 +287,39 @@ func deref[T any](p *T) any {
 
 func sameTime(a, b *time.Time) bool {
 	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
+// last_error, which status shows every consumer, keeps the class's short
+// message and WeChat's errcode, never the error's own text: AWS errors name
+// ARNs and request IDs, WeChat's errmsg the egress IP.
+func TestLastErrorHoldsNoCauseText(t *testing.T) {
+	awsErr := fmt.Errorf("lease: update state#shop: %w: operation error DynamoDB: UpdateItem, https response error StatusCode: 400, RequestID: ABC123, api error ThrottlingException: arn:aws:dynamodb:us-east-1:123456789012:table/wxtoken", lease.ErrUnavailable)
+	ipErr := fmt.Errorf("refresh: %w", &wechat.Error{Op: wechat.OpToken, Code: 40164, Msg: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 6543"})
+	tests := []struct {
+		name    string
+		err     error
+		want    string
+		notWant []string
+	}{
+		{"AWS error", awsErr, Policy(ClassUnavailable).Message, []string{"arn:", "RequestID", "ABC123", "state#"}},
+		{"WeChat refusal", ipErr, "errcode 40164: " + Policy(ClassConfig).Message, []string{"203.0.113.7", "rid"}},
+		{"internal", errors.New("open /var/task/x: no such file"), Policy(ClassInternal).Message, []string{"/var/task"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := failureFields(cfg0, testApp(registry.Classic), onDemand, tt.err, now0, 7)
+			got := ""
+			if f.LastError != nil {
+				got = *f.LastError
+			}
+			if got != tt.want {
+				t.Errorf("last_error %q, want %q", got, tt.want)
+			}
+			for _, s := range tt.notWant {
+				if strings.Contains(got, s) {
+					t.Errorf("last_error %q holds %q", got, s)
+				}
+			}
+		})
+	}
 }

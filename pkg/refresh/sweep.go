@@ -86,6 +86,9 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	// An account registered under two names is invalid for both.
+	apps, dups := registry.Duplicates(apps)
+	bad = append(bad, dups...)
 	states, err := r.Leases.List(ctx)
 	if err != nil {
 		return Report{}, fmt.Errorf("refresh: %w", err)

@@ -172,7 +172,8 @@ func (r *Registry) List(ctx context.Context) ([]App, []error, error) {
 }
 
 // Decode turns an app item into an App, applying defaults; it returns an
-// *InvalidError naming what is wrong.
+// *InvalidError naming what is wrong, including a breach of the rules of
+// validate.go that protect WeChat's quota (Validate checks all the rules).
 func Decode(name string, item map[string]types.AttributeValue) (App, error) {
 	bad := func(format string, args ...any) (App, error) {
 		return App{}, &InvalidError{App: name, Reason: fmt.Sprintf(format, args...)}
@@ -254,6 +255,11 @@ func Decode(name string, item map[string]types.AttributeValue) (App, error) {
 	}
 	if v, ok := item["disabled"].(*types.AttributeValueMemberBOOL); ok {
 		app.Disabled = v.Value
+	}
+	// The rules that protect WeChat's quota hold for stored items too
+	// (validate.go); the rest are checked when an operator registers.
+	if err := checkStored(app); err != nil {
+		return App{}, err
 	}
 	return app, nil
 }

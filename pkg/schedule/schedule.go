@@ -159,11 +159,11 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		}
 		switch {
 		case needs:
-			log.ErrorContext(ctx, "app needs attention: "+reason, attrs...)
+			log.ErrorContext(ctx, "app needs attention: "+reason, append(attrs, "event", "app_needs_attention")...)
 		case o.Status == refresh.StatusFailed || o.Status == refresh.StatusRefused || o.Status == refresh.StatusDeferred || o.Status == refresh.StatusBlocked:
-			log.WarnContext(ctx, "app not refreshed; the next run retries", attrs...)
+			log.WarnContext(ctx, "app not refreshed; the next run retries", append(attrs, "event", "app_not_refreshed")...)
 		case o.Status == refresh.StatusRefreshed:
-			log.InfoContext(ctx, "app refreshed", append(attrs, "version", o.Result.Version)...)
+			log.InfoContext(ctx, "app refreshed", append(attrs, "event", "app_refreshed", "version", o.Result.Version)...)
 		}
 	}
 	if h.Metrics != nil {
@@ -172,7 +172,7 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Summary, err
 		}
 		h.Metrics.NeedingAttention(len(sum.NeedsAttention))
 	}
-	log.InfoContext(ctx, "scheduled run done", "apps", rep.Apps, "counts", sum.Counts,
+	log.InfoContext(ctx, "scheduled run done", "event", "scheduled_run", "apps", rep.Apps, "counts", sum.Counts,
 		"needs_attention", len(sum.NeedsAttention), "elapsed_ms", sum.ElapsedMS)
 	if len(sum.NeedsAttention) > 0 {
 		return sum, attentionError(sum.NeedsAttention)

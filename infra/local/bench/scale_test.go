@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/config"
+	"github.com/wxtoken/wxtoken/pkg/metrics"
+	"github.com/wxtoken/wxtoken/pkg/metrics/metricstest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/schedule"
@@ -37,6 +40,8 @@ type scaleResult struct {
 	first, steady   runMeasure // every app due (first publish); nothing due
 	refreshPerApp   awsCalls   // first minus steady, per refreshed app
 	concurrencyUsed int
+	// emf meters the EMF documents both runs wrote.
+	emf *metricstest.Meter
 }
 
 // scale registers n apps (a third classic, the rest stable) and runs the
@@ -70,10 +75,11 @@ func scale(tb testing.TB, n int) scaleResult {
 	awsCfg := st.Cfg.Copy()
 	awsCfg.HTTPClient = counter
 	logs := &countingWriter{}
+	emf := &metricstest.Meter{}
 	deps := config.Config{
 		Table: st.Table, ParameterPrefix: st.Prefix, Service: "wxtoken", Concurrency: refresh.DefaultConcurrency,
 		LeaseDuration: 60 * time.Second, WeChatBaseURLs: []string{st.Sandbox.URL}, WeComBaseURLs: []string{st.Sandbox.URL},
-	}.BuildWith(awsCfg, logs)
+	}.BuildWith(awsCfg, io.MultiWriter(logs, emf))
 	h := &schedule.Handler{Refresher: deps.Refresher, Metrics: deps.Metrics, Logger: deps.Logger}
 	run := func() runMeasure {
 		counter.snapshot()
@@ -87,7 +93,7 @@ func scale(tb testing.TB, n int) scaleResult {
 		}
 		return runMeasure{wall: time.Since(began), aws: counter.snapshot(), logBytes: logs.n.Load(), summary: sum}
 	}
-	res := scaleResult{apps: n, concurrencyUsed: refresh.DefaultConcurrency}
+	res := scaleResult{apps: n, concurrencyUsed: refresh.DefaultConcurrency, emf: emf}
 	res.first = run()
 	if got := res.first.summary.Counts["refreshed"]; got != n {
 		tb.Fatalf("first run with %d apps refreshed %d (%v)", n, got, res.first.summary.Counts)
@@ -188,54 +194,104 @@ func TestScaleSmoke(t *testing.T) {
 	}
 }
 
-// BenchmarkScale runs scheduled runs over 10, 100 and 1,000 apps and writes
-// scale.md.
+// scaleRow is one app count of the scale section: the scheduled runs and
+// the metrics of a simulated day under the rules before and now.
+type scaleRow struct {
+	scaleResult
+	before, now metricsDay
+	alarms      int
+}
+
+// alarmsPerApp is the template's alarms a month, shared by the apps.
+func (r scaleRow) alarmsPerApp() float64 {
+	return float64(r.alarms) * priceAlarmMonth / float64(r.apps)
+}
+
+// total is the whole monthly AWS cost per app: the runs, the metrics (as
+// they are now) and the alarms.
+func (r scaleRow) total() float64 {
+	return monthlyPerApp(r.scaleResult) + r.now.perApp() + r.alarmsPerApp()
+}
+
+// BenchmarkScale runs scheduled runs over 10, 100 and 1,000 apps, prices
+// the CloudWatch metrics of a simulated day of as many apps (checked
+// against the documents the runs really wrote) and writes scale.md.
 func BenchmarkScale(b *testing.B) {
-	var rows []scaleResult
+	var rows []scaleRow
+	alarms := templateAlarms(b)
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			var r scaleResult
 			for i := 0; i < b.N; i++ {
 				r = scale(b, n)
 			}
+			row := scaleRow{scaleResult: r, alarms: alarms,
+				before: simulateMetricsDay(b, n, rulesBefore), now: simulateMetricsDay(b, n, rulesNow)}
+			checkRealSeries(b, r.emf, row.now)
 			b.ReportMetric(r.first.wall.Seconds(), "first-run-s")
 			b.ReportMetric(r.steady.wall.Seconds(), "steady-run-s")
-			rows = append(rows, r)
+			b.ReportMetric(float64(row.now.series), "series")
+			b.ReportMetric(row.total(), "usd/app-month")
+			rows = append(rows, row)
 		})
 	}
 	writeSection(b, "scale.md", scaleSection(rows))
 }
 
-func scaleSection(rows []scaleResult) string {
+func scaleSection(rows []scaleRow) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "## 3. Scale: apps per scheduled run\n\n")
 	fmt.Fprintf(&s, "The scheduled function's handler (pkg/schedule with the refresher, metrics and logs exactly as the function builds them, concurrency %d) "+
 		"runs over N registered apps (a third classic, the rest stable) against DynamoDB Local, moto and the sandbox: "+
 		"first with every app due (each one fetched and published), then with nothing due, which is what nearly every run of the day finds. "+
 		"AWS calls are counted at the SDK's HTTP client; wall times are this machine's, with local engines.\n\n", rows[0].concurrencyUsed)
-	fmt.Fprintf(&s, "| Apps | Run, every app due: wall time | AWS calls per app | Run, nothing due: wall time | AWS calls per app | Log bytes per app per run (nothing due) | Monthly AWS cost per app |\n")
-	fmt.Fprintf(&s, "|---:|---:|---|---:|---|---:|---:|\n")
+	fmt.Fprintf(&s, "| Apps | Run, every app due: wall time | AWS calls per app | Run, nothing due: wall time | AWS calls per app | Log bytes per app per run (nothing due) | "+
+		"Runs: monthly cost per app | CloudWatch metrics per app: before → now | Alarms per app | **Monthly AWS cost per app** |\n")
+	fmt.Fprintf(&s, "|---:|---:|---|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		per := float64(r.apps)
-		fmt.Fprintf(&s, "| %d | %v | %.2f (%s) | %v | %.2f (%s) | %.0f | $%.4f |\n", r.apps,
+		fmt.Fprintf(&s, "| %d | %v | %.2f (%s) | %v | %.2f (%s) | %.0f | $%.4f | $%.4f → $%.4f | $%.4f | **$%.4f** |\n", r.apps,
 			r.first.wall.Round(time.Millisecond), float64(len0(r.first.aws))/per, r.first.aws.ops(per),
 			r.steady.wall.Round(time.Millisecond), float64(len0(r.steady.aws))/per, r.steady.aws.ops(per),
-			float64(r.steady.logBytes)/per, monthlyPerApp(r))
+			float64(r.steady.logBytes)/per, monthlyPerApp(r.scaleResult), r.before.perApp(), r.now.perApp(), r.alarmsPerApp(), r.total())
 	}
 	fmt.Fprintf(&s, "\nHow the monthly cost per app is computed: %.0f runs a month (rate(1 minute)), each costing what the run with nothing due cost, shared by the apps, "+
-		"plus %.0f refreshes per app a day, each costing what the run with every app due cost over the run with nothing due, per app. "+
+		"plus %.0f refreshes per app a day, each costing what the run with every app due cost over the run with nothing due, per app; "+
+		"plus the CloudWatch custom metrics of a day (below) and the template's alarms, shared by the apps. "+
 		"Prices (AWS list prices, us-east-1, on-demand; check the pricing pages before relying on them): "+
 		"Lambda arm64 $0.20 per million invocations and $0.0000133334 per GB-second at 128 MB, with this machine's wall time standing in for billed duration; "+
 		"DynamoDB on-demand $0.625 per million write units and $0.125 per million read units (writes of items under 1 KB at 1 unit, a strongly consistent GetItem at 1, a Scan at 1 per 4 KB returned); "+
 		"KMS $0.03 per 10,000 requests (each SecureString read with decryption and each write, with the AWS-managed key alias/aws/ssm; KMS's 20,000 free requests a month are not deducted); "+
-		"SSM Parameter Store standard parameters and standard throughput: no charge; CloudWatch Logs ingestion $0.50 per GB; "+
+		"SSM Parameter Store standard parameters and standard throughput: no charge; CloudWatch Logs ingestion $0.50 per GB (the EMF documents are log lines and are counted in the log bytes); "+
+		"CloudWatch custom metrics $%.2f per metric a month for the first 10,000, prorated by the hour, and alarms $%.2f per standard-resolution alarm a month "+
+		"(https://aws.amazon.com/cloudwatch/pricing/, as issue 13 quotes them; the free tier's 10 metrics and 10 alarms are not deducted); "+
 		"EventBridge scheduled rules: no charge; API Gateway HTTP API $1.00 per million requests, for on-demand refreshes only (not in the figure). "+
 		"Business servers' own GetParameter reads are billed to them (KMS $0.03 per 10,000) and not counted here. "+
 		"A run with nothing due still reads SSM for about a tenth of the apps: it compares each app's SSM version with the table every 10 minutes, spread over the runs (CheckEvery). "+
-		"The Lambda part is a lower bound: in AWS each call has a network round trip (and a refresh WeChat's, from the AWS Region), and Lambda's own START/END/REPORT log lines are not counted.\n\n"+
-		"**Not in the figure: CloudWatch metrics and alarms.** The functions publish Embedded Metric Format series per app (refreshes by outcome, calls today, and the remaining life of apps near expiry); "+
-		"each distinct series is a custom metric at $0.30 a month (prorated by the hours it receives data), so an app whose series are all active costs more in metrics than in everything above. "+
-		"The template's alarms cost $0.10 each a month, per stack.\n\n", runsPerMonth, refreshesPerDay)
+		"The Lambda part is a lower bound: in AWS each call has a network round trip (and a refresh WeChat's, from the AWS Region), and Lambda's own START/END/REPORT log lines are not counted.\n\n",
+		runsPerMonth, refreshesPerDay, priceMetricMonth, priceAlarmMonth)
+
+	fmt.Fprintf(&s, "**CloudWatch metrics, measured.** Every distinct series (metric name, dimension set and dimension values) is a custom metric billed for each hour in which it receives data. "+
+		"A simulated day (pkg/metrics/metricstest) drives the real schedule handler every minute for 1,440 runs over the apps — N−2 healthy ones refreshed when due "+
+		"(classic 20 minutes before expiry, stable 270 s before, about 13 refreshes a day each), one app whose every WeChat call fails (errcode −1, so its token runs out), "+
+		"one classic app whose every refresh finds drift, and %d on-demand API refreshes an hour — into the metrics package, "+
+		"and meters the EMF documents written: the distinct series, and the hours in which each received data (metric-hours). "+
+		"A month costs the day's metric-hours × %.2f days × $%.2f / %.0f h. The series the scale runs above really wrote are checked to be among the day's. "+
+		"*Before* prices the same day under the earlier rules (Refreshes per App and Outcome, CallsToday per App, and TokenRemainingLife per App for every app within 10 minutes of expiry, which every stable app is for about six runs of each two hours); "+
+		"*now* keeps the series at the service level, with per-app series only for the failing and the drifting app. The template has %d alarms.\n\n",
+		onDemandPerHour, daysPerMonth, priceMetricMonth, hoursPerMonth, rows[0].alarms)
+	fmt.Fprintf(&s, "| Apps | Rules | Distinct series | of them per app | Metric-hours a day | EMF bytes a day | Metrics a month | Per app a month |\n")
+	fmt.Fprintf(&s, "|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		for _, d := range []metricsDay{r.before, r.now} {
+			fmt.Fprintf(&s, "| %d | %s | %d | %d | %d | %d | $%.2f | $%.4f |\n", d.apps, d.rules, d.series, d.perAppSets, d.seriesHours, d.emfBytes, d.monthly(), d.perApp())
+		}
+	}
+	fmt.Fprintf(&s, "\nThe series now (the pkg/metrics package comment says why): Refreshes by Outcome and by Reason; RefreshFailures, Drift and PausedRefusals at the service level and per App "+
+		"(an app a person must act on); WeChatErrors by ErrCode; LockContention, CoalescedRequests and CallsToday (Maximum: the busiest app) at the service level; "+
+		"TokenRemainingLife at the service level every run and per App only below %v (a healthy app never is); AppsNeedingAttention once per run; "+
+		"ApiResponses by StatusClass and ApiInternalErrors. The per-app detail of healthy apps is in the functions' JSON logs (CloudWatch Logs Insights).\n\n",
+		metrics.AppLifeFloor)
 	nat := priceNATHour * hoursPerMonth
 	eip := pricePublicIPv4 * hoursPerMonth
 	fmt.Fprintf(&s, "**Fixed cost of a fixed egress IP** (infra/egress-vpc.yaml, only for apps whose WeChat IP whitelist needs it), not per app: "+

@@ -49,7 +49,7 @@ import (
 
 const (
 	table      = "wxtoken-dev"
-	prefix     = "/wechat"
+	prefix     = "/wxtoken"
 	demoAppID  = "wxdemo0000000001"
 	demoSecret = "demosecret"
 )
@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer logFile.Close()
 	deps := cfg.BuildWith(awsCfg, logFile)
-	if err := writeEnv(*stateDir); err != nil {
+	if err := writeEnv(*stateDir, "http://"+apiLn.Addr().String()); err != nil {
 		return err
 	}
 	defer os.Remove(filepath.Join(*stateDir, "env"))
@@ -263,12 +263,15 @@ func setUp(ctx context.Context, cfg aws.Config, app string, wx *wechat) error {
 	return nil
 }
 
-// writeEnv records the engines' endpoints for `dev -token` and other shells.
-func writeEnv(stateDir string) error {
+// writeEnv records the engines' endpoints, the table, the prefix and the API
+// URL for `dev -token`, `wxtoken --local` (infra/wxtoken) and other shells.
+func writeEnv(stateDir, apiURL string) error {
 	var b strings.Builder
 	for _, k := range []string{"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SSM", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 		fmt.Fprintf(&b, "export %s=%s\n", k, os.Getenv(k))
 	}
+	// What `wxtoken --local` (infra/wxtoken) works against.
+	fmt.Fprintf(&b, "export %s=%s\nexport %s=%s\nexport WXTOKEN_API_URL=%s\n", config.EnvTable, table, config.EnvParameterPrefix, prefix, apiURL)
 	return os.WriteFile(filepath.Join(stateDir, "env"), []byte(b.String()), 0o644)
 }
 

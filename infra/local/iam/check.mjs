@@ -142,7 +142,9 @@ function parseCases(file) {
     for (const kv of ctx) {
       const eq = kv.indexOf('=')
       if (eq < 1) throw new InputError(`${where}: expected KEY=VALUE, got ${kv}`)
-      context[kv.slice(0, eq)] = kv.slice(eq + 1)
+      // A multi-valued key (dynamodb:LeadingKeys) takes its values comma-separated.
+      const key = kv.slice(0, eq)
+      context[key] = MULTI_VALUED.has(key) ? kv.slice(eq + 1).split(',') : kv.slice(eq + 1)
     }
     out.push({ where, text: text.replace(/\s+/g, ' '), expect: m[1], sets: m[2] ? m[2].split(',') : null, principals, action, resource, context })
   })
@@ -168,8 +170,8 @@ function readCalls(files) {
       const where = `${path.relative(ROOT, file)}[${i}]`
       if (!['*', ...FUNCTIONS].includes(c.function)) throw new InputError(`${where}: function must be *, ${FUNCTIONS.join(' or ')}: ${JSON.stringify(c)}`)
       if (typeof c.action !== 'string' || !c.action.includes(':')) throw new InputError(`${where}: no action: ${JSON.stringify(c)}`)
-      const call = { function: c.function, action: c.action, resource: c.resource, leaf: c.leaf, selector: !!c.selector, name: c.name, count: c.count ?? 1, from: where, files: [file] }
-      const key = JSON.stringify([call.function, call.action, call.resource, call.leaf, call.selector, call.name])
+      const call = { function: c.function, action: c.action, resource: c.resource, leaf: c.leaf, selector: !!c.selector, key_prefix: c.key_prefix, name: c.name, count: c.count ?? 1, from: where, files: [file] }
+      const key = JSON.stringify([call.function, call.action, call.resource, call.leaf, call.selector, call.key_prefix, call.name])
       if (merged.has(key)) {
         merged.get(key).count += call.count
         merged.get(key).files.push(file)
@@ -181,7 +183,7 @@ function readCalls(files) {
 
 /** Whether two calls are the same kind of call, whatever the function. */
 function sameKind(a, b) {
-  return a.action === b.action && a.resource === b.resource && a.leaf === b.leaf && a.selector === b.selector && a.name === b.name
+  return a.action === b.action && a.resource === b.resource && a.leaf === b.leaf && a.selector === b.selector && a.key_prefix === b.key_prefix && a.name === b.name
 }
 
 /** Whether a call of function a is covered by one of function b ("*" covers all). */
@@ -251,6 +253,9 @@ function renderResource(resource, action, values, where) {
   return `arn:${values.p}:${service}:${values.region}:${values.account}:${r}`
 }
 
+/** Condition keys whose values are lists. */
+const MULTI_VALUED = new Set(['dynamodb:LeadingKeys'])
+
 /**
  * The requests one recorded call stands for in a document: [{principal,
  * action, resource, context, label}]. With a KMS key every SSM read or write
@@ -265,7 +270,10 @@ function renderCall(call, facts) {
   } else if (call.resource === 'raw') resource = String(call.name)
   else if (call.resource === 'none') resource = '*'
   else throw new InputError(`${call.from}: resource must be table, parameter, raw or none: ${call.resource}`)
-  const reqs = [{ action: call.action, resource, context: {}, label: call.action }]
+  // A DynamoDB item operation names its item's partition key: the check
+  // passes it on as dynamodb:LeadingKeys (app "shop" of the recorded kind).
+  const context = call.key_prefix ? { 'dynamodb:LeadingKeys': [`${call.key_prefix}shop`] } : {}
+  const reqs = [{ action: call.action, resource, context, label: call.action }]
   if (facts.kmsKeyArn && call.resource === 'parameter') {
     const kmsAction = { 'ssm:GetParameter': 'kms:Decrypt', 'ssm:GetParameters': 'kms:Decrypt', 'ssm:PutParameter': 'kms:Encrypt' }[call.action]
     if (kmsAction) {
@@ -432,7 +440,9 @@ async function runChecks(sim, docs, cases, calls) {
       if (c.sets && !c.sets.includes(doc.set)) continue
       lines++
       const resource = renderResource(c.resource, c.action, values, c.where)
-      const context = Object.fromEntries(Object.entries(c.context).map(([k, v]) => [k, substitute(v, values, c.where)]))
+      const context = Object.fromEntries(
+        Object.entries(c.context).map(([k, v]) => [k, Array.isArray(v) ? v.map((x) => substitute(x, values, c.where)) : substitute(v, values, c.where)]),
+      )
       for (const principal of c.principals) {
         requests++
         const r = await evaluate(sim, doc, principal, c.action, resource, context)
@@ -496,7 +506,11 @@ const MUTATIONS = [
   { label: 'scheduled role without dynamodb:Scan', block: 'ScheduledRefreshRole',
     from: '- dynamodb:Scan', to: '# - dynamodb:Scan (mutated away)' },
   { label: 'API role with dynamodb:DeleteItem', block: 'RefreshApiRole',
-    from: '- dynamodb:UpdateItem', to: '- dynamodb:UpdateItem\n- dynamodb:DeleteItem' },
+    from: 'Action: dynamodb:GetItem', to: 'Action: [dynamodb:GetItem, dynamodb:DeleteItem]' },
+  { label: 'API role may write registrations (LeadingKeys widened)', block: 'RefreshApiRole',
+    from: '- state#*', to: '- "*"' },
+  { label: 'scheduled role writes without the LeadingKeys condition', block: 'ScheduledRefreshRole',
+    from: 'ForAllValues:StringLike:', to: 'ForAllValues:StringNotLike:' },
   { label: 'consumer may POST any route (force-refresh)', block: 'ConsumerPolicy',
     from: '- !Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/POST/v1/apps/*/refresh',
     to: '- !Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/POST/v1/apps/*' },
@@ -627,10 +641,10 @@ async function main() {
   printGroups(groups)
   const reviewedFile = args.calls[0]
   for (const c of unseen(calls, reviewedFile)) {
-    console.log(`note reviewed call in ${path.relative(ROOT, args.calls[0])} that no recorded call made (still evaluated; if the code no longer makes it, remove it and any grant only it needs): ${c.function} ${c.action} ${c.resource}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''} (${c.from})`)
+    console.log(`note reviewed call in ${path.relative(ROOT, args.calls[0])} that no recorded call made (still evaluated; if the code no longer makes it, remove it and any grant only it needs): ${c.function} ${c.action} ${c.resource}${c.key_prefix ? ' ' + c.key_prefix : ''}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''} (${c.from})`)
   }
   for (const c of unreviewed(calls, reviewedFile)) {
-    console.log(`note recorded call not in ${path.relative(ROOT, args.calls[0])} (evaluated all the same; add it there): ${c.function} ${c.action} ${c.resource}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''}${c.name ? ' ' + c.name : ''} (${c.from})`)
+    console.log(`note recorded call not in ${path.relative(ROOT, args.calls[0])} (evaluated all the same; add it there): ${c.function} ${c.action} ${c.resource}${c.key_prefix ? ' ' + c.key_prefix : ''}${c.leaf ? ' ' + c.leaf : ''}${c.selector ? ':N' : ''}${c.name ? ' ' + c.name : ''} (${c.from})`)
   }
   const failed = groups.filter((g) => !g.ok).length
   const secs = secondsSince(started)

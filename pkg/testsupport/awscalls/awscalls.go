@@ -67,12 +67,16 @@ type Call struct {
 	Resource string `json:"resource"`
 	Leaf     string `json:"leaf,omitempty"`
 	Selector bool   `json:"selector,omitempty"`
-	Name     string `json:"name,omitempty"`
-	Count    int    `json:"count"`
+	// KeyPrefix is the kind of item a DynamoDB item operation names: its
+	// partition key up to and including "#" ("state#", "app#"), which the
+	// IAM check passes as dynamodb:LeadingKeys.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Count     int    `json:"count"`
 }
 
 func (c Call) key() string {
-	return strings.Join([]string{c.Function, c.Action, c.Resource, c.Leaf, fmt.Sprint(c.Selector), c.Name}, "|")
+	return strings.Join([]string{c.Function, c.Action, c.Resource, c.Leaf, fmt.Sprint(c.Selector), c.KeyPrefix, c.Name}, "|")
 }
 
 // credentialRE takes the access key ID and the service out of a SigV4
@@ -114,7 +118,7 @@ func Parse(authorization, target string, body []byte) (calls []Call, ok bool) {
 		tables = nil
 	}
 	if len(tables) > 0 { // every table a function names is the stack's one table
-		calls = append(calls, Call{Function: fn, Action: action, Resource: ResourceTable})
+		calls = append(calls, Call{Function: fn, Action: action, Resource: ResourceTable, KeyPrefix: keyPrefix(doc)})
 	}
 	for _, name := range dedupe(params) {
 		calls = append(calls, parameterCall(fn, action, name))
@@ -123,6 +127,20 @@ func Parse(authorization, target string, body []byte) (calls []Call, ok bool) {
 		calls = append(calls, Call{Function: fn, Action: action, Resource: ResourceNone})
 	}
 	return calls, true
+}
+
+// keyPrefix returns the kind of the item a DynamoDB item operation names,
+// from its Key.pk: "state#" for "state#shop"; empty when the request names
+// no single item (Scan, Query) or the key has no "#".
+func keyPrefix(doc any) string {
+	m, _ := doc.(map[string]any)
+	key, _ := m["Key"].(map[string]any)
+	pk, _ := key["pk"].(map[string]any)
+	s, _ := pk["S"].(string)
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		return s[:i+1]
+	}
+	return ""
 }
 
 func parameterCall(fn, action, name string) Call {

@@ -24,7 +24,10 @@ func TestParse(t *testing.T) {
 		{"unsigned", "", "AmazonSSM.GetParameter", `{"Name":"/p/a/secret"}`, nil, false},
 		{"table", auth("RefreshApiFunction", "dynamodb"), "DynamoDB_20120810.UpdateItem",
 			`{"TableName":"tbl-1","Key":{"pk":{"S":"state#shop"}},"ExpressionAttributeValues":{":n":{"S":"x"}}}`,
-			[]Call{{Function: "RefreshApiFunction", Action: "dynamodb:UpdateItem", Resource: ResourceTable}}, true},
+			[]Call{{Function: "RefreshApiFunction", Action: "dynamodb:UpdateItem", Resource: ResourceTable, KeyPrefix: "state#"}}, true},
+		{"registration read", auth("RefreshApiFunction", "dynamodb"), "DynamoDB_20120810.GetItem",
+			`{"TableName":"t","Key":{"pk":{"S":"app#shop"}},"ConsistentRead":true}`,
+			[]Call{{Function: "RefreshApiFunction", Action: "dynamodb:GetItem", Resource: ResourceTable, KeyPrefix: "app#"}}, true},
 		{"an item attribute called Name is no parameter", auth("ScheduledRefreshFunction", "dynamodb"), "DynamoDB_20120810.Scan",
 			`{"TableName":"t","ExclusiveStartKey":{"Name":{"S":"/x/y/z"}}}`,
 			[]Call{{Function: "ScheduledRefreshFunction", Action: "dynamodb:Scan", Resource: ResourceTable}}, true},
@@ -57,7 +60,7 @@ func TestParse(t *testing.T) {
 func TestRecorderCountsByKind(t *testing.T) {
 	var r Recorder
 	for i := 0; i < 3; i++ {
-		r.Add(auth("RefreshApiFunction", "dynamodb"), "DynamoDB_20120810.GetItem", []byte(`{"TableName":"t"}`))
+		r.Add(auth("RefreshApiFunction", "dynamodb"), "DynamoDB_20120810.GetItem", []byte(`{"TableName":"t","Key":{"pk":{"S":"state#a"}}}`))
 	}
 	r.Add(auth("test", "dynamodb"), "DynamoDB_20120810.PutItem", []byte(`{"TableName":"t"}`))
 	r.Add(auth("ScheduledRefreshFunction", "dynamodb"), "DynamoDB_20120810.Scan", []byte(`{"TableName":"t"}`))
@@ -70,7 +73,7 @@ func TestRecorderCountsByKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Call{
-		{Function: "RefreshApiFunction", Action: "dynamodb:GetItem", Resource: ResourceTable, Count: 3},
+		{Function: "RefreshApiFunction", Action: "dynamodb:GetItem", Resource: ResourceTable, KeyPrefix: "state#", Count: 3},
 		{Function: "ScheduledRefreshFunction", Action: "dynamodb:Scan", Resource: ResourceTable, Count: 1},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/wxtoken/wxtoken/pkg/registry"
+)
+
+// cmdAppsRemove deletes an app and what wxtoken keeps of it.
+func cmdAppsRemove(s *session, args []string) error {
+	var keepSecret bool
+	pos, err := s.parse(args, 1, 1, func(fs *flag.FlagSet) {
+		fs.BoolVar(&keepSecret, "keep-secret", false, "keep the secret parameter (to register the app again later)")
+	})
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if !registry.ValidName(name) {
+		return fail(ExitNotFound, "no such app: app names are 1-63 characters of a-z, 0-9 and '-'")
+	}
+	be, err := s.backend()
+	if err != nil {
+		return err
+	}
+	item, err := be.item(s.ctx, name)
+	if err != nil {
+		return err
+	}
+	st, err := be.state(s.ctx, name)
+	if err != nil {
+		return err
+	}
+	tv, err := be.tokenVersion(s.ctx, name)
+	if err != nil {
+		return err
+	}
+	sv, err := be.secretVersion(s.ctx, name)
+	if err != nil {
+		return err
+	}
+	// A removal that stopped half way is finished by running it again.
+	leftover := !st.UpdatedAt.IsZero() || tv > 0 || (sv > 0 && !keepSecret)
+	if item == nil && !leftover {
+		return notRegistered(name, be.t)
+	}
+	// Under the app's lease, no refresh can publish a token or write the
+	// state while they are deleted.
+	if err := be.hold(s.ctx, name); err != nil {
+		return err
+	}
+	if item != nil {
+		if err := be.deregister(s.ctx, name); err != nil {
+			return err
+		}
+	}
+	tokenDeleted, err := be.deleteParameter(s.ctx, be.store.TokenName(name))
+	if err != nil {
+		return err
+	}
+	secretDeleted := false
+	if !keepSecret {
+		if secretDeleted, err = be.deleteParameter(s.ctx, be.store.SecretName(name)); err != nil {
+			return err
+		}
+	}
+	if err := be.deleteState(s.ctx, name); err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.out, struct {
+			App             string `json:"app"`
+			Registration    bool   `json:"registration_deleted"`
+			Token           bool   `json:"token_deleted"`
+			Secret          bool   `json:"secret_deleted"`
+			SecretKept      bool   `json:"secret_kept"`
+			StateDeleted    bool   `json:"state_deleted"`
+			SecretParameter string `json:"secret_parameter"`
+		}{name, item != nil, tokenDeleted, secretDeleted, keepSecret, true, be.store.SecretName(name)})
+	}
+	fmt.Fprintf(s.out, "Removed %s from %s: registration %s, token %s, state deleted.\n", name, be.t, done(item != nil), done(tokenDeleted))
+	if keepSecret {
+		fmt.Fprintf(s.out, "The secret stays at %s.\n", be.store.SecretName(name))
+	} else {
+		fmt.Fprintf(s.out, "Secret %s.\n", done(secretDeleted))
+	}
+	if tokenDeleted {
+		fmt.Fprintf(s.out, "Business servers reading %s now get ParameterNotFound.\n", be.store.TokenName(name))
+	}
+	return nil
+}
+
+func done(deleted bool) string {
+	if deleted {
+		return "deleted"
+	}
+	return "was absent"
+}

@@ -1,0 +1,537 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
+)
+
+// --- pure parts
+
+func TestSafeFlagError(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`invalid value "s3cr3t" for flag -budget: parse error`, "invalid value for flag -budget: "},
+		{`invalid boolean value "s3cr3t" for flag -local: parse error`, "invalid value for flag -local: "},
+		{"flag provided but not defined: -x", "flag provided but not defined: -x"},
+	}
+	for _, tt := range tests {
+		if got := safeFlagError(errors.New(tt.in)); got != tt.want {
+			t.Errorf("safeFlagError(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestAdviceFor(t *testing.T) {
+	tests := []struct {
+		code    int
+		ip      string
+		problem string
+		fix     string
+	}{
+		{40164, "203.0.113.7", "from IP 203.0.113.7", "add 203.0.113.7 to the account's IP whitelist"},
+		{40164, "", "the whitelist_ip of the functions'", "apps unblock shop"},
+		{61004, "198.51.100.2", "198.51.100.2", "IP白名单"},
+		{60020, "198.51.100.3", "198.51.100.3", "企业可信IP"},
+		{40125, "", "AppSecret is wrong", "wxtoken apps secret shop < secret.txt"},
+		{40001, "", "AppSecret is wrong", "ends by itself at the next scheduled run"},
+		{40013, "", "appid", "wxtoken apps set shop --appid"},
+		{12345, "", "errcode 12345", "runbook"},
+	}
+	for _, tt := range tests {
+		a := adviceFor(tt.code, "shop", tt.ip)
+		if !strings.Contains(a.Problem, tt.problem) || !strings.Contains(a.Fix, tt.fix) {
+			t.Errorf("adviceFor(%d, %q) = %+v, want problem ~%q, fix ~%q", tt.code, tt.ip, a, tt.problem, tt.fix)
+		}
+	}
+}
+
+func TestIPIn(t *testing.T) {
+	log := `{"event":"refresh_failed","app":"shop","whitelist_ip":"203.0.113.1"}
+not json
+{"event":"refresh_failed","app":"other","whitelist_ip":"203.0.113.2"}
+{"event":"refresh_failed","app":"shop","errcode":40125}
+{"event":"request","app":"shop","whitelist_ip":"203.0.113.3"}
+{"event":"refresh_failed","app":"shop","whitelist_ip":"203.0.113.4"}
+`
+	tests := []struct{ app, want string }{{"shop", "203.0.113.4"}, {"other", "203.0.113.2"}, {"none", ""}}
+	for _, tt := range tests {
+		if got := ipIn(strings.NewReader(log), tt.app); got != tt.want {
+			t.Errorf("ipIn(%s) = %q, want %q", tt.app, got, tt.want)
+		}
+	}
+}
+
+func TestLocalTarget(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := localTarget(dir); codeOf(err) != ExitFailed || !strings.Contains(err.Error(), "make dev") {
+		t.Fatalf("no env file: %v, want a failure naming make dev", err)
+	}
+	env := "export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000\nexport AWS_ENDPOINT_URL_SSM=http://127.0.0.1:5000\nexport AWS_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n"
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := localTarget(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env+"export WXTOKEN_PARAMETER_PREFIX=/other\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if named, err := localTarget(dir); err != nil || named.Prefix != "/other" {
+		t.Errorf("a prefix named in the env file: %+v, %v", named, err)
+	}
+	want := target{Name: "make dev", Region: "us-east-1", Table: "wxtoken-dev", Prefix: devPrefix, APIURL: "http://127.0.0.1:8080",
+		DynamoDBEndpoint: "http://127.0.0.1:8000", SSMEndpoint: "http://127.0.0.1:5000", AccessKeyID: "test", SecretAccessKey: "test"}
+	if got != want {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestUsage: usage errors exit 2 before any AWS call, and help exits 0.
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code ExitCode
+		says string
+	}{
+		{"no command", nil, ExitUsage, "usage: wxtoken"},
+		{"help", []string{"help"}, ExitOK, "Exit codes"},
+		{"command help", []string{"apps", "add", "--help"}, ExitOK, "refused (exit 4)"},
+		{"help of a command", []string{"help", "apps", "unblock"}, ExitOK, "usage: wxtoken apps unblock NAME"},
+		{"unknown command", []string{"apps", "frobnicate"}, ExitUsage, "unknown command"},
+		{"no deployment", []string{"apps", "list"}, ExitUsage, "which deployment?"},
+		{"stack and local", []string{"--stack", "x", "--local", "apps", "list"}, ExitUsage, "exclude each other"},
+		{"missing name", []string{"--local", "apps", "show"}, ExitUsage, "wrong number of arguments (0)"},
+		{"bad flag value", []string{"--local", "apps", "add", "x", "--budget", "s3cr3t"}, ExitUsage, "invalid value for flag -budget"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &cli{getenv: func(string) string { return "" }, now: time.Now,
+				loadAWS: func(context.Context, string, aws.CredentialsProvider) (aws.Config, error) {
+					t.Fatal("usage errors must not load AWS")
+					return aws.Config{}, nil
+				}}
+			var out, errOut bytes.Buffer
+			code := c.run(context.Background(), tt.args, strings.NewReader(""), &out, &errOut)
+			if code != tt.code || !strings.Contains(out.String()+errOut.String(), tt.says) {
+				t.Errorf("exit %d, want %d; output:\n%s%s\nwant it to say %q", code, tt.code, out.String(), errOut.String(), tt.says)
+			}
+			if strings.Contains(out.String()+errOut.String(), "s3cr3t") {
+				t.Errorf("a flag's value was echoed:\n%s%s", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+// --- against the local stack
+
+// bed is the command run in-process against a stacktest stack.
+type bed struct {
+	t      *testing.T
+	stack  *stacktest.Stack
+	cli    *cli
+	db     *dynamodb.Client
+	ssm    *ssm.Client
+	shown  strings.Builder // everything the command printed, but the token command's stdout
+	tokens []string
+}
+
+func newBed(t *testing.T) *bed {
+	s := stacktest.New(t, stacktest.Options{})
+	b := &bed{t: t, stack: s, db: dynamodb.NewFromConfig(s.Cfg), ssm: ssm.NewFromConfig(s.Cfg)}
+	// The functions' log, where the command finds the IP of a whitelist
+	// refusal (as it reads make dev's functions.log).
+	logPath := filepath.Join(t.TempDir(), "functions.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logFile.Close() })
+	s.Refresher.Logger = slog.New(slog.NewJSONHandler(io.MultiWriter(logFile, leakscan.Sink(t, "wxtoken-cli")), nil))
+	b.cli = &cli{
+		getenv:     func(string) string { return "" },
+		loadAWS:    func(context.Context, string, aws.CredentialsProvider) (aws.Config, error) { return s.Cfg, nil },
+		apiCreds:   stacktest.Creds,
+		httpClient: &http.Client{Timeout: 30 * time.Second},
+		now:        s.Sandbox.Now,
+		ips:        fileIPs{path: logPath},
+	}
+	t.Cleanup(func() {
+		for _, secret := range append(b.stack.Secrets, b.secretsUsed()...) {
+			if strings.Contains(b.shown.String(), secret) {
+				t.Errorf("a secret appeared in the command's output")
+			}
+		}
+		for _, tok := range append(b.tokens, b.stack.Sandbox.Issued()...) {
+			if strings.Contains(b.shown.String(), tok) {
+				t.Errorf("a token appeared in the command's output")
+			}
+		}
+	})
+	return b
+}
+
+// secrets the tests pipe in.
+func (b *bed) secretsUsed() []string {
+	var out []string
+	for _, n := range []string{"shop", "mp", "walled", "wrongsecret", "wrongid", "corp", "corp2", "x"} {
+		out = append(out, secretFor(n), "wrong-"+secretFor(n))
+	}
+	return out
+}
+
+func secretFor(name string) string {
+	return "0123456789abcdef" + fmt.Sprintf("%016x", len(name)*7919) + name
+}
+
+// run runs the command with the stack's coordinates and stdin.
+func (b *bed) run(stdin string, args ...string) (ExitCode, string, string) {
+	b.t.Helper()
+	full := append([]string{"--table", b.stack.Table, "--prefix", b.stack.Prefix, "--api-url", b.stack.APIURL}, args...)
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := b.cli.run(ctx, full, strings.NewReader(stdin), &out, &errOut)
+	if len(args) == 0 || args[0] != "token" {
+		b.shown.WriteString(out.String())
+	}
+	b.shown.WriteString(errOut.String())
+	return code, out.String(), errOut.String()
+}
+
+// want runs the command and checks its exit code and that its output says
+// each of says.
+func (b *bed) want(code ExitCode, says []string, stdin string, args ...string) string {
+	b.t.Helper()
+	got, out, errOut := b.run(stdin, args...)
+	all := out + errOut
+	if got != code {
+		b.t.Fatalf("wxtoken %s: exit %d, want %d; output:\n%s", strings.Join(args, " "), got, code, all)
+	}
+	for _, s := range says {
+		if !strings.Contains(all, s) {
+			b.t.Errorf("wxtoken %s: output does not say %q:\n%s", strings.Join(args, " "), s, all)
+		}
+	}
+	return out
+}
+
+// sandbox registers an account with WeChat's sandbox.
+func (b *bed) sandbox(appid, secret string, kind wechattest.Kind, allowed ...string) {
+	b.stack.Sandbox.AddApp(wechattest.App{AppID: appid, Secret: secret, Kind: kind, AllowedIPs: allowed})
+}
+
+func (b *bed) item(name string) map[string]ddbtypes.AttributeValue {
+	b.t.Helper()
+	out, err := b.db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(b.stack.Table), Key: appKey(name), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return out.Item
+}
+
+func (b *bed) stateItem(name string) map[string]ddbtypes.AttributeValue {
+	b.t.Helper()
+	out, err := b.db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(b.stack.Table), Key: stateKey(name), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return out.Item
+}
+
+// param returns a parameter's value ("" when it does not exist).
+func (b *bed) param(name string) string {
+	b.t.Helper()
+	out, err := b.ssm.GetParameter(context.Background(), &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	var nf *ssmtypes.ParameterNotFound
+	if errors.As(err, &nf) {
+		return ""
+	}
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return aws.ToString(out.Parameter.Value)
+}
+
+func (b *bed) secretParam(name string) string {
+	return b.param(b.stack.Prefix + "/" + name + "/secret")
+}
+func (b *bed) tokenParam(name string) string {
+	return b.param(b.stack.Prefix + "/" + name + "/access_token")
+}
+
+const (
+	mpID   = "wx00000000000000a2"
+	shopID = "wx00000000000000a1"
+	corpID = "ww00000000000000c1"
+)
+
+// TestLifecycle: add, list, show, token, set, secret, remove of one app.
+func TestLifecycle(t *testing.T) {
+	b := newBed(t)
+	b.sandbox(shopID, secretFor("shop"), wechattest.OfficialAccount)
+
+	b.want(ExitOK, []string{"Registered shop", "offiaccount, stable mode, appid " + shopID, b.stack.Prefix + "/shop/secret (version 1, key alias/aws/ssm)", "published (version 1), expires"},
+		secretFor("shop")+"\n", "apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount")
+	// The item exactly as registry.Item writes it, the secret as given.
+	want := registry.Item(registry.App{Name: "shop", AppID: shopID, Kind: registry.OfficialAccount})
+	if got := b.item("shop"); !sameItem(got, want) {
+		t.Errorf("item %v, want %v", got, want)
+	}
+	if got := b.secretParam("shop"); got != secretFor("shop") {
+		t.Errorf("the stored secret is not the one piped in")
+	}
+	tok, _ := b.stack.Published("shop")
+	b.tokens = append(b.tokens, tok)
+
+	// list, human and JSON.
+	b.want(ExitOK, []string{"NAME", "shop", "offiaccount", "stable", "1/1000", "2h00m"}, "", "apps", "list")
+	var list struct {
+		Apps []appView `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(b.want(ExitOK, nil, "", "apps", "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Apps) != 1 || list.Apps[0].Name != "shop" || list.Apps[0].CallsToday != 1 || list.Apps[0].ExpiresInS == nil || *list.Apps[0].ExpiresInS < 7000 {
+		t.Errorf("list --json: %+v", list.Apps)
+	}
+
+	// show, and token (the only command that prints the token).
+	b.want(ExitOK, []string{"account:", shopID, "access_token version 1", "calls today: 1 of 1000", "/shop/secret (version 1)"}, "", "apps", "show", "shop")
+	if out := b.want(ExitOK, []string{"warning: this is the live access token of shop"}, "", "token", "shop"); strings.TrimSpace(out) != tok {
+		t.Errorf("token printed %q, want the published token", out)
+	}
+
+	// set: validated like add.
+	b.want(ExitOK, []string{"Updated shop: daily_budget 1000 → 300"}, "", "apps", "set", "shop", "--budget", "300")
+	if n, _ := b.item("shop")["daily_budget"].(*ddbtypes.AttributeValueMemberN); n == nil || n.Value != "300" {
+		t.Errorf("daily_budget %v, want 300", b.item("shop")["daily_budget"])
+	}
+	b.want(ExitInvalid, []string{"refresh_margin_s 7200 is over 5400"}, "", "apps", "set", "shop", "--margin", "7200")
+	b.want(ExitInvalid, []string{"daily_budget 10 is under 24"}, "", "apps", "set", "shop", "--budget", "10")
+	b.want(ExitInvalid, []string{`mode "turbo"`}, "", "apps", "set", "shop", "--mode", "turbo")
+	b.want(ExitUsage, []string{"nothing to change"}, "", "apps", "set", "shop")
+	b.want(ExitOK, []string{"disabled false → true"}, "", "apps", "set", "shop", "--disabled", "true")
+	b.want(ExitOK, []string{"(disabled)"}, "", "apps", "list")
+	b.want(ExitOK, []string{"disabled true → false"}, "", "apps", "set", "shop", "--disabled", "false")
+	if _, ok := b.item("shop")["disabled"]; ok {
+		t.Errorf("--disabled false left the attribute")
+	}
+
+	// secret: a new version; no pause to end.
+	b.sandbox(shopID, "new-"+secretFor("shop"), wechattest.OfficialAccount)
+	b.want(ExitOK, []string{"Stored the new secret of shop", "(version 2", "published token stays valid"}, "new-"+secretFor("shop")+"\n", "apps", "secret", "shop")
+	if b.secretParam("shop") != "new-"+secretFor("shop") {
+		t.Errorf("the secret was not replaced")
+	}
+
+	// unblock of an app that is not paused.
+	b.want(ExitOK, []string{"shop was not paused", "published (version 1)"}, "", "apps", "unblock", "shop")
+
+	// remove --keep-secret, then remove what is left.
+	b.want(ExitOK, []string{"Removed shop", "registration deleted, token deleted, state deleted", "The secret stays at"}, "", "apps", "remove", "shop", "--keep-secret")
+	if b.item("shop") != nil || b.tokenParam("shop") != "" || b.stateItem("shop") != nil {
+		t.Errorf("remove left the item, the token or the state")
+	}
+	if b.secretParam("shop") == "" {
+		t.Errorf("--keep-secret deleted the secret")
+	}
+	b.want(ExitOK, []string{"registration was absent", "Secret deleted"}, "", "apps", "remove", "shop")
+	if b.secretParam("shop") != "" {
+		t.Errorf("remove kept the secret")
+	}
+	b.want(ExitNotFound, []string{`no app "shop" is registered`}, "", "apps", "remove", "shop")
+	b.want(ExitOK, []string{"No apps are registered"}, "", "apps", "list")
+}
+
+// sameItem compares two items' attributes.
+func sameItem(a, b map[string]ddbtypes.AttributeValue) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if fmt.Sprint(v) != fmt.Sprint(b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRefusals: every refused registration exits with its code, says why,
+// and writes nothing.
+func TestRefusals(t *testing.T) {
+	b := newBed(t)
+	b.sandbox(shopID, secretFor("shop"), wechattest.OfficialAccount)
+	b.want(ExitOK, nil, secretFor("shop")+"\n", "apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount", "--mode", "classic")
+	b.sandbox(corpID, secretFor("corp"), wechattest.WeCom)
+	b.want(ExitOK, []string{"wecom, wecom mode"}, secretFor("corp")+"\n", "apps", "add", "corp", "--appid", corpID, "--kind", "wecom")
+	b.sandbox(mpID, secretFor("mp"), wechattest.MiniProgram)
+	b.want(ExitOK, []string{"miniprogram, stable mode"}, secretFor("mp")+"\n", "apps", "add", "mp", "--appid", mpID, "--kind", "miniprogram", "--budget", "50")
+
+	add := func(name string, extra ...string) []string {
+		return append([]string{"apps", "add", name}, extra...)
+	}
+	oa := []string{"--appid", "wx00000000000000b2", "--kind", "offiaccount"}
+	tests := []struct {
+		name  string
+		code  ExitCode
+		says  []string
+		stdin string
+		args  []string
+	}{
+		{"bad name", ExitInvalid, []string{"the app name is not valid"}, "x\n", add("Shop!", oa...)},
+		{"appid of the wrong shape", ExitInvalid, []string{`appid "wx1" does not look like a WeChat appid`}, "x\n", add("x", "--appid", "wx1", "--kind", "offiaccount")},
+		{"corpid for a Mini Program", ExitInvalid, []string{"does not look like a WeChat appid"}, "x\n", add("x", "--appid", corpID, "--kind", "miniprogram")},
+		{"appid for WeCom", ExitInvalid, []string{"does not look like a WeCom corpid"}, "x\n", add("x", "--appid", "wc00000000000000b2", "--kind", "wecom")},
+		{"unknown kind", ExitInvalid, []string{`kind "fax"`}, "x\n", add("x", "--appid", shopID, "--kind", "fax")},
+		{"stable WeCom", ExitInvalid, []string{"WeCom apps always use gettoken"}, "x\n", add("x", "--appid", "ww00000000000000b2", "--kind", "wecom", "--mode", "stable")},
+		{"margin too large", ExitInvalid, []string{"refresh_margin_s 6000 is over 5400"}, "x\n", add("x", append(oa, "--margin", "6000")...)},
+		{"margin too small", ExitInvalid, []string{"refresh_margin_s 60 is under 300"}, "x\n", add("x", append(oa, "--margin", "60")...)},
+		{"budget too small", ExitInvalid, []string{"daily_budget 5 is under 24"}, "x\n", add("x", append(oa, "--budget", "5")...)},
+		{"classic budget too large", ExitInvalid, []string{"daily_budget 2000 is over 1000 for classic"}, "x\n", add("x", append(oa, "--mode", "classic", "--budget", "2000")...)},
+		{"duplicate appid", ExitInvalid, []string{"appid " + shopID + " is also registered as shop"}, "x\n", add("x", "--appid", shopID, "--kind", "miniprogram")},
+		{"duplicate name", ExitInvalid, []string{"an app named shop is already registered"}, "x\n", add("shop", oa...)},
+		{"secret on argv", ExitUsage, []string{"never taken on the command line"}, "", add("x", append(oa, "--secret", "s3cr3t-on-argv")...)},
+		{"secret as an argument", ExitUsage, []string{"wrong number of arguments (2)", "Secrets are read from stdin only"}, "", add("x", append(oa, "s3cr3t-on-argv")...)},
+		{"no secret on stdin", ExitUsage, []string{"no secret on stdin"}, "", add("x", oa...)},
+		{"secret with spaces", ExitUsage, []string{"spaces or control characters"}, "s3cr3t on argv\n", add("x", oa...)},
+		{"kind missing", ExitUsage, []string{"--appid and --kind are required"}, "x\n", add("x", "--appid", shopID)},
+		{"secret on set's argv", ExitUsage, []string{"wxtoken apps secret NAME"}, "", []string{"apps", "set", "shop", "--secret", "s3cr3t-on-argv"}},
+		{"secret on secret's argv", ExitUsage, []string{"never taken on the command line"}, "", []string{"apps", "secret", "shop", "--secret", "s3cr3t-on-argv"}},
+		{"set the appid of another app", ExitInvalid, []string{"is also registered as shop"}, "", []string{"apps", "set", "mp", "--appid", shopID}},
+		{"set a WeCom mode on a Mini Program", ExitInvalid, []string{`mode "wecom"`}, "", []string{"apps", "set", "mp", "--mode", "wecom"}},
+		{"unknown app: show", ExitNotFound, []string{`no app "nope" is registered`}, "", []string{"apps", "show", "nope"}},
+		{"unknown app: set", ExitNotFound, []string{`no app "nope"`}, "", []string{"apps", "set", "nope", "--budget", "300"}},
+		{"unknown app: secret", ExitNotFound, []string{`no app "nope"`}, "x\n", []string{"apps", "secret", "nope"}},
+		{"unknown app: unblock", ExitNotFound, []string{`no app "nope"`}, "", []string{"apps", "unblock", "nope"}},
+		{"unknown app: remove", ExitNotFound, []string{`no app "nope"`}, "", []string{"apps", "remove", "nope"}},
+		{"unknown app: token", ExitNotFound, []string{"no token is published for nope"}, "", []string{"token", "nope"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b.t = t
+			got, out, errOut := b.run(tt.stdin, tt.args...)
+			if got != tt.code {
+				t.Fatalf("exit %d, want %d; output:\n%s%s", got, tt.code, out, errOut)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(out+errOut, s) {
+					t.Errorf("output does not say %q:\n%s%s", s, out, errOut)
+				}
+			}
+			if strings.Contains(out+errOut, "s3cr3t") {
+				t.Errorf("the secret was echoed:\n%s%s", out, errOut)
+			}
+			if b.item("x") != nil || b.secretParam("x") != "" {
+				t.Errorf("a refused registration wrote the item or the secret")
+			}
+		})
+	}
+	b.t = t
+	// WeCom corpids may repeat: each application of a corp has its own secret.
+	b.sandbox(corpID, secretFor("corp"), wechattest.WeCom)
+	b.want(ExitOK, []string{"Registered corp2"}, secretFor("corp")+"\n", "apps", "add", "corp2", "--appid", corpID, "--kind", "wecom")
+}
+
+// TestWeChatRefusals: a refused first token exits 5 with what to do; doing it
+// gets the token.
+func TestWeChatRefusals(t *testing.T) {
+	b := newBed(t)
+
+	// 40164: the IP is not whitelisted.
+	walledID := "wx00000000000000d1"
+	b.sandbox(walledID, secretFor("walled"), wechattest.OfficialAccount, "203.0.113.9")
+	b.want(ExitWeChat, []string{"WeChat refused (errcode 40164)", "from IP 127.0.0.1", "add 127.0.0.1 to the account's IP whitelist", "wxtoken apps unblock walled", "stays registered"},
+		secretFor("walled")+"\n", "apps", "add", "walled", "--appid", walledID, "--kind", "offiaccount")
+	b.want(ExitOK, []string{"walled", "config 40164", "UTC ("}, "", "apps", "list")
+	b.want(ExitOK, []string{"PAUSED", "errcode 40164", "advice:", "add 127.0.0.1 to the account's IP whitelist"}, "", "apps", "show", "walled")
+	b.sandbox(walledID, secretFor("walled"), wechattest.OfficialAccount, "203.0.113.9", "127.0.0.1") // whitelisted
+	b.want(ExitOK, []string{"Ended the pause of walled", "after config 40164", "published (version 1)"}, "", "apps", "unblock", "walled")
+	if st := b.stateItem("walled"); st["blocked_until"] != nil || st["lease_owner"] != nil {
+		t.Errorf("unblock left blocked_until or its lease: %v", st)
+	}
+
+	// 40125: the secret is wrong; a new secret ends the pause at the next run.
+	wrongSecretID := "wx00000000000000d2"
+	b.sandbox(wrongSecretID, secretFor("wrongsecret"), wechattest.OfficialAccount)
+	b.want(ExitWeChat, []string{"errcode 40125", "the AppSecret is wrong", "wxtoken apps secret wrongsecret < secret.txt", "ends by itself at the next scheduled run"},
+		"wrong-"+secretFor("wrongsecret")+"\n", "apps", "add", "wrongsecret", "--appid", wrongSecretID, "--kind", "offiaccount")
+	b.want(ExitOK, []string{"The pause caused by the wrong secret (errcode 40125) ends by itself at the next scheduled run", "no unblock needed"},
+		secretFor("wrongsecret")+"\n", "apps", "secret", "wrongsecret")
+	rep, err := b.stack.Refresher.RefreshDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.tokenParam("wrongsecret") == "" {
+		t.Errorf("the next scheduled run did not fetch a token with the new secret: %+v", rep.Outcomes)
+	}
+
+	// 40013: the appid is wrong (WeChat does not know it); fix it with set.
+	b.want(ExitWeChat, []string{"errcode 40013", "the appid (WeCom: corpid) is wrong", "wxtoken apps set wrongid --appid wx..."},
+		secretFor("wrongid")+"\n", "apps", "add", "wrongid", "--appid", "wx00000000000000ee", "--kind", "miniprogram")
+	rightID := "wx00000000000000d3"
+	b.sandbox(rightID, secretFor("wrongid"), wechattest.MiniProgram)
+	b.want(ExitOK, []string{"appid wx00000000000000ee → " + rightID, "apps unblock wrongid"}, "", "apps", "set", "wrongid", "--appid", rightID)
+	b.want(ExitOK, []string{"Ended the pause", "published (version 1)"}, "", "apps", "unblock", "wrongid")
+
+	// JSON for scripts: the advice and the errcode.
+	jsonID := "wx00000000000000d4"
+	b.sandbox(jsonID, secretFor("x"), wechattest.OfficialAccount, "203.0.113.9")
+	out := b.want(ExitWeChat, nil, secretFor("x")+"\n", "apps", "add", "x", "--appid", jsonID, "--kind", "offiaccount", "--json")
+	var got struct {
+		App        appView     `json:"app"`
+		FirstToken tokenReport `json:"first_token"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("add --json: %v\n%s", err, out)
+	}
+	if got.App.Name != "x" || got.FirstToken.OK || got.FirstToken.Errcode != 40164 || got.FirstToken.Advice == nil || !strings.Contains(got.FirstToken.Advice.Fix, "127.0.0.1") {
+		t.Errorf("add --json: %+v", got)
+	}
+}
+
+// TestDuplicateAppIDInTheSweep: two registrations of one account, written
+// behind the command's back, are invalid for the scheduled run and the list.
+func TestDuplicateAppIDInTheSweep(t *testing.T) {
+	b := newBed(t)
+	for _, name := range []string{"one", "two"} {
+		b.stack.Register(registry.App{Name: name, AppID: "wx00000000000000f1", Kind: registry.OfficialAccount})
+	}
+	b.stack.Register(registry.App{Name: "three", AppID: "wx00000000000000f3", Kind: registry.OfficialAccount})
+	rep, err := b.stack.Refresher.RefreshDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]refresh.RunStatus{}
+	for _, o := range rep.Outcomes {
+		status[o.App] = o.Status
+	}
+	if status["one"] != refresh.StatusInvalid || status["two"] != refresh.StatusInvalid || status["three"] != refresh.StatusRefreshed {
+		t.Errorf("outcomes %v, want one and two invalid, three refreshed", status)
+	}
+	b.want(ExitOK, []string{"INVALID: appid wx00000000000000f1 is also registered as two", "INVALID: appid wx00000000000000f1 is also registered as one"}, "", "apps", "list")
+	b.want(ExitOK, []string{"INVALID", "remove it"}, "", "apps", "show", "one")
+}
