@@ -110,15 +110,7 @@ func lastErrorCell(e *errorView) string {
 
 // cmdAppsShow shows one app.
 func cmdAppsShow(s *session, args []string) error {
-	pos, err := s.parse(args, 1, 1, nil)
-	if err != nil {
-		return err
-	}
-	name := pos[0]
-	if !registry.ValidName(name) {
-		return fail(ExitNotFound, "no such app: app names are 1-63 characters of a-z, 0-9 and '-'")
-	}
-	be, err := s.backend()
+	name, be, err := s.appArgs(args, nil)
 	if err != nil {
 		return err
 	}

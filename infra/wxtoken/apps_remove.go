@@ -3,24 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
-
-	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
 // cmdAppsRemove deletes an app and what wxtoken keeps of it.
 func cmdAppsRemove(s *session, args []string) error {
 	var keepSecret bool
-	pos, err := s.parse(args, 1, 1, func(fs *flag.FlagSet) {
+	name, be, err := s.appArgs(args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&keepSecret, "keep-secret", false, "keep the secret parameter (to register the app again later)")
 	})
-	if err != nil {
-		return err
-	}
-	name := pos[0]
-	if !registry.ValidName(name) {
-		return fail(ExitNotFound, "no such app: app names are 1-63 characters of a-z, 0-9 and '-'")
-	}
-	be, err := s.backend()
 	if err != nil {
 		return err
 	}

@@ -27,12 +27,8 @@ func cmdAppsSecret(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	item, err := be.item(s.ctx, name)
-	if err != nil {
+	if _, err := be.registered(s.ctx, name); err != nil {
 		return err
-	}
-	if item == nil {
-		return notRegistered(name, be.t)
 	}
 	secret, err := readSecret(s.in, s.errOut, name)
 	if err != nil {

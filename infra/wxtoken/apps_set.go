@@ -108,12 +108,9 @@ func cmdAppsSet(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	item, err := be.item(s.ctx, name)
+	item, err := be.registered(s.ctx, name)
 	if err != nil {
 		return err
-	}
-	if item == nil {
-		return notRegistered(name, be.t)
 	}
 	next := applyChanges(item, changes)
 	reg, err := decodeValid(name, next)

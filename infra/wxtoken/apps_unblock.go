@@ -8,24 +8,12 @@ import (
 
 // cmdAppsUnblock ends an app's pause and asks for a token.
 func cmdAppsUnblock(s *session, args []string) error {
-	pos, err := s.parse(args, 1, 1, nil)
+	name, be, err := s.appArgs(args, nil)
 	if err != nil {
 		return err
 	}
-	name := pos[0]
-	if !registry.ValidName(name) {
-		return fail(ExitNotFound, "no such app: app names are 1-63 characters of a-z, 0-9 and '-'")
-	}
-	be, err := s.backend()
-	if err != nil {
+	if _, err := be.registered(s.ctx, name); err != nil {
 		return err
-	}
-	item, err := be.item(s.ctx, name)
-	if err != nil {
-		return err
-	}
-	if item == nil {
-		return notRegistered(name, be.t)
 	}
 	st, err := be.state(s.ctx, name)
 	if err != nil {

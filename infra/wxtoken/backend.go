@@ -90,6 +90,16 @@ func notRegistered(name string, t target) error {
 	return fail(ExitNotFound, "no app %q is registered in %s (`wxtoken apps list` shows the apps)", name, t)
 }
 
+// registered is item for an app that must exist: a missing one is a
+// not-found error naming where it looked.
+func (b *backend) registered(ctx context.Context, name string) (map[string]ddbtypes.AttributeValue, error) {
+	item, err := b.item(ctx, name)
+	if err == nil && item == nil {
+		err = notRegistered(name, b.t)
+	}
+	return item, err
+}
+
 // item returns the registration item of name (nil when there is none).
 func (b *backend) item(ctx context.Context, name string) (map[string]ddbtypes.AttributeValue, error) {
 	out, err := b.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(b.t.Table), Key: appKey(name), ConsistentRead: aws.Bool(true)})

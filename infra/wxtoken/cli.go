@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"io"
 	"net/http"
 	"os"
@@ -251,6 +252,25 @@ func (s *session) resolve() (target, aws.Config, error) {
 		return target{}, aws.Config{}, fail(ExitUsage, "the parameter prefix %q must start with /", t.Prefix)
 	}
 	return t, cfg, nil
+}
+
+// appArgs parses the arguments of a subcommand that takes one app NAME (and
+// the flags define adds), checks the name and connects to the deployment.
+// Subcommands that must refuse a flag before connecting parse on their own.
+func (s *session) appArgs(args []string, define func(fs *flag.FlagSet)) (string, *backend, error) {
+	pos, err := s.parse(args, 1, 1, define)
+	if err != nil {
+		return "", nil, err
+	}
+	name := pos[0]
+	if !registry.ValidName(name) {
+		return "", nil, fail(ExitNotFound, "no such app: app names are 1-63 characters of a-z, 0-9 and '-'")
+	}
+	be, err := s.backend()
+	if err != nil {
+		return "", nil, err
+	}
+	return name, be, nil
 }
 
 // backend returns the deployment's backend, resolving it once.
