@@ -135,18 +135,12 @@ func (s *session) unique(be *backend, app registry.App) error {
 	if err != nil {
 		return wrap(ExitFailed, err, "list the apps of table %s", be.t.Table)
 	}
-	others := []registry.App{app}
-	for _, a := range apps {
-		if a.Name != app.Name {
-			others = append(others, a)
-		}
-	}
-	_, dups := registry.Duplicates(others)
-	for _, d := range dups {
+	if err := registry.AccountTaken(apps, app); err != nil {
 		var ie *registry.InvalidError
-		if errors.As(d, &ie) && ie.App == app.Name {
+		if errors.As(err, &ie) {
 			return fail(ExitInvalid, "refused: %s", ie.Reason)
 		}
+		return fail(ExitInvalid, "refused: %v", err)
 	}
 	return nil
 }

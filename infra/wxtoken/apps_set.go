@@ -113,7 +113,7 @@ func cmdAppsSet(s *session, args []string) error {
 		return err
 	}
 	next := applyChanges(item, changes)
-	reg, err := decodeValid(name, next)
+	reg, err := decodeValid(name, next, onlyDisabled(changes))
 	if err != nil {
 		return err
 	}
@@ -161,14 +161,30 @@ func isSetFlag(name string) bool {
 	return false
 }
 
-// decodeValid decodes a changed item and checks every rule.
-func decodeValid(name string, item map[string]ddbtypes.AttributeValue) (registry.App, error) {
+// decodeValid decodes a changed item and checks every rule, or, when the
+// change only switches the app off or on (disabledOnly), just the rules the
+// scheduled run applies: an older registration that a newer rule would
+// refuse can still be disabled in an emergency, and enabled again.
+func decodeValid(name string, item map[string]ddbtypes.AttributeValue, disabledOnly bool) (registry.App, error) {
 	app, err := registry.Decode(name, item)
 	if err != nil {
 		return registry.App{}, wrap(ExitInvalid, err, "refused")
+	}
+	if disabledOnly {
+		return app, nil
 	}
 	if err := registry.Validate(app); err != nil {
 		return registry.App{}, wrap(ExitInvalid, err, "refused")
 	}
 	return app, nil
+}
+
+// onlyDisabled reports whether changes touch nothing but "disabled".
+func onlyDisabled(changes []change) bool {
+	for _, c := range changes {
+		if c.attr != "disabled" {
+			return false
+		}
+	}
+	return true
 }

@@ -64,6 +64,9 @@ func (f fileIPs) whitelistIP(_ context.Context, app string) string {
 	return ipIn(file, app)
 }
 
+// maxLogPages bounds the pages of one log group the IP lookup reads.
+const maxLogPages = 20
+
 // Logs is what the command needs of CloudWatch Logs.
 type Logs interface {
 	FilterLogEvents(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error)
@@ -82,19 +85,28 @@ func (l logGroupIPs) whitelistIP(ctx context.Context, app string) string {
 	var latest int64
 	ip := ""
 	for _, fn := range []string{"refresh-api", "scheduled-refresh"} {
-		out, err := l.logs.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{
+		in := &cloudwatchlogs.FilterLogEventsInput{
 			LogGroupName:  aws.String("/wxtoken/" + l.stack + "/" + fn),
 			FilterPattern: aws.String(pattern),
 			StartTime:     aws.Int64(l.now().Add(-ipLookback).UnixMilli()),
-		})
-		if err != nil {
-			continue // no logs:FilterLogEvents permission: the advice says where to look
 		}
-		for _, ev := range out.Events {
-			var line failureLine
-			if json.Unmarshal([]byte(aws.ToString(ev.Message)), &line) == nil && line.WhitelistIP != "" && aws.ToInt64(ev.Timestamp) >= latest {
-				latest, ip = aws.ToInt64(ev.Timestamp), line.WhitelistIP
+		// FilterLogEvents may answer empty pages with a next token while
+		// it searches; follow them, a bounded number of times.
+		for page := 0; page < maxLogPages; page++ {
+			out, err := l.logs.FilterLogEvents(ctx, in)
+			if err != nil {
+				break // no logs:FilterLogEvents permission: the advice says where to look
 			}
+			for _, ev := range out.Events {
+				var line failureLine
+				if json.Unmarshal([]byte(aws.ToString(ev.Message)), &line) == nil && line.WhitelistIP != "" && aws.ToInt64(ev.Timestamp) >= latest {
+					latest, ip = aws.ToInt64(ev.Timestamp), line.WhitelistIP
+				}
+			}
+			if out.NextToken == nil {
+				break
+			}
+			in.NextToken = out.NextToken
 		}
 	}
 	return ip

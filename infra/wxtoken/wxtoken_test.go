@@ -11,11 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -330,7 +333,7 @@ func TestLifecycle(t *testing.T) {
 	if n, _ := b.item("shop")["daily_budget"].(*ddbtypes.AttributeValueMemberN); n == nil || n.Value != "300" {
 		t.Errorf("daily_budget %v, want 300", b.item("shop")["daily_budget"])
 	}
-	b.want(ExitInvalid, []string{"refresh_margin_s 7200 is over 5400"}, "", "apps", "set", "shop", "--margin", "7200")
+	b.want(ExitInvalid, []string{"refresh_margin_s 6000 is over 5400"}, "", "apps", "set", "shop", "--mode", "classic", "--margin", "6000")
 	b.want(ExitInvalid, []string{"daily_budget 10 is under 24"}, "", "apps", "set", "shop", "--budget", "10")
 	b.want(ExitInvalid, []string{`mode "turbo"`}, "", "apps", "set", "shop", "--mode", "turbo")
 	b.want(ExitUsage, []string{"nothing to change"}, "", "apps", "set", "shop")
@@ -408,11 +411,11 @@ func TestRefusals(t *testing.T) {
 		{"appid for WeCom", ExitInvalid, []string{"does not look like a WeCom corpid"}, "x\n", add("x", "--appid", "wc00000000000000b2", "--kind", "wecom")},
 		{"unknown kind", ExitInvalid, []string{`kind "fax"`}, "x\n", add("x", "--appid", shopID, "--kind", "fax")},
 		{"stable WeCom", ExitInvalid, []string{"WeCom apps always use gettoken"}, "x\n", add("x", "--appid", "ww00000000000000b2", "--kind", "wecom", "--mode", "stable")},
-		{"margin too large", ExitInvalid, []string{"refresh_margin_s 6000 is over 5400"}, "x\n", add("x", append(oa, "--margin", "6000")...)},
-		{"margin too small", ExitInvalid, []string{"refresh_margin_s 60 is under 300"}, "x\n", add("x", append(oa, "--margin", "60")...)},
+		{"margin too large", ExitInvalid, []string{"refresh_margin_s 6000 is over 5400"}, "x\n", add("x", append(oa, "--mode", "classic", "--margin", "6000")...)},
+		{"margin too small", ExitInvalid, []string{"refresh_margin_s 60 is under 300"}, "x\n", add("x", append(oa, "--mode", "classic", "--margin", "60")...)},
 		{"budget too small", ExitInvalid, []string{"daily_budget 5 is under 24"}, "x\n", add("x", append(oa, "--budget", "5")...)},
 		{"classic budget too large", ExitInvalid, []string{"daily_budget 2000 is over 1000 for classic"}, "x\n", add("x", append(oa, "--mode", "classic", "--budget", "2000")...)},
-		{"duplicate appid", ExitInvalid, []string{"appid " + shopID + " is also registered as shop"}, "x\n", add("x", "--appid", shopID, "--kind", "miniprogram")},
+		{"duplicate appid", ExitInvalid, []string{"appid " + shopID + " is already registered as shop"}, "x\n", add("x", "--appid", shopID, "--kind", "miniprogram")},
 		{"duplicate name", ExitInvalid, []string{"an app named shop is already registered"}, "x\n", add("shop", oa...)},
 		{"secret on argv", ExitUsage, []string{"never taken on the command line"}, "", add("x", append(oa, "--secret", "s3cr3t-on-argv")...)},
 		{"secret as an argument", ExitUsage, []string{"wrong number of arguments (2)", "Secrets are read from stdin only"}, "", add("x", append(oa, "s3cr3t-on-argv")...)},
@@ -421,7 +424,7 @@ func TestRefusals(t *testing.T) {
 		{"kind missing", ExitUsage, []string{"--appid and --kind are required"}, "x\n", add("x", "--appid", shopID)},
 		{"secret on set's argv", ExitUsage, []string{"wxtoken apps secret NAME"}, "", []string{"apps", "set", "shop", "--secret", "s3cr3t-on-argv"}},
 		{"secret on secret's argv", ExitUsage, []string{"never taken on the command line"}, "", []string{"apps", "secret", "shop", "--secret", "s3cr3t-on-argv"}},
-		{"set the appid of another app", ExitInvalid, []string{"is also registered as shop"}, "", []string{"apps", "set", "mp", "--appid", shopID}},
+		{"set the appid of another app", ExitInvalid, []string{"is already registered as shop"}, "", []string{"apps", "set", "mp", "--appid", shopID}},
 		{"set a WeCom mode on a Mini Program", ExitInvalid, []string{`mode "wecom"`}, "", []string{"apps", "set", "mp", "--mode", "wecom"}},
 		{"unknown app: show", ExitNotFound, []string{`no app "nope" is registered`}, "", []string{"apps", "show", "nope"}},
 		{"unknown app: set", ExitNotFound, []string{`no app "nope"`}, "", []string{"apps", "set", "nope", "--budget", "300"}},
@@ -515,10 +518,12 @@ func TestWeChatRefusals(t *testing.T) {
 
 // TestDuplicateAppIDInTheSweep: two registrations of one account, written
 // behind the command's back, are invalid for the scheduled run and the list.
+// TestDuplicateAppIDInTheSweep: two classic-mode apps of one appid would
+// supersede each other's tokens, so the sweep refuses both.
 func TestDuplicateAppIDInTheSweep(t *testing.T) {
 	b := newBed(t)
 	for _, name := range []string{"one", "two"} {
-		b.stack.Register(registry.App{Name: name, AppID: "wx00000000000000f1", Kind: registry.OfficialAccount})
+		b.stack.Register(registry.App{Name: name, AppID: "wx00000000000000f1", Kind: registry.OfficialAccount, Mode: registry.Classic})
 	}
 	b.stack.Register(registry.App{Name: "three", AppID: "wx00000000000000f3", Kind: registry.OfficialAccount})
 	rep, err := b.stack.Refresher.RefreshDue(context.Background())
@@ -534,4 +539,46 @@ func TestDuplicateAppIDInTheSweep(t *testing.T) {
 	}
 	b.want(ExitOK, []string{"INVALID: appid wx00000000000000f1 is also registered as two", "INVALID: appid wx00000000000000f1 is also registered as one"}, "", "apps", "list")
 	b.want(ExitOK, []string{"INVALID", "remove it"}, "", "apps", "show", "one")
+}
+
+// TestSetDisablesAnOlderRegistration: a registration an older wxtoken
+// accepted (a short appid, a tiny budget), which the scheduled run still
+// serves, can always be switched off and on again; any other change must
+// bring it up to today's rules.
+func TestSetDisablesAnOlderRegistration(t *testing.T) {
+	b := newBed(t)
+	b.stack.Register(registry.App{Name: "legacy", AppID: "wx1", Kind: registry.OfficialAccount, Mode: registry.Classic, DailyBudget: 5})
+	b.want(ExitOK, []string{"Updated legacy: disabled false → true"}, "", "apps", "set", "legacy", "--disabled", "true")
+	if v, _ := b.item("legacy")["disabled"].(*ddbtypes.AttributeValueMemberBOOL); v == nil || !v.Value {
+		t.Errorf("disabled not stored: %v", b.item("legacy"))
+	}
+	b.want(ExitOK, []string{"Updated legacy"}, "", "apps", "set", "legacy", "--disabled", "false")
+	b.want(ExitInvalid, []string{`appid "wx1" does not look like`}, "", "apps", "set", "legacy", "--budget", "300")
+}
+
+// pagedLogs answers FilterLogEvents with empty pages before the one that
+// holds the failure line, as CloudWatch Logs does while it searches.
+type pagedLogs struct{ calls int }
+
+func (p *pagedLogs) FilterLogEvents(_ context.Context, in *cloudwatchlogs.FilterLogEventsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error) {
+	p.calls++
+	page := 0
+	if in.NextToken != nil {
+		page, _ = strconv.Atoi(*in.NextToken)
+	}
+	if page < 3 {
+		next := strconv.Itoa(page + 1)
+		return &cloudwatchlogs.FilterLogEventsOutput{NextToken: &next}, nil
+	}
+	msg := `{"event":"refresh_failed","app":"shop","whitelist_ip":"203.0.113.9"}`
+	ts := int64(1)
+	return &cloudwatchlogs.FilterLogEventsOutput{Events: []cwltypes.FilteredLogEvent{{Message: &msg, Timestamp: &ts}}}, nil
+}
+
+func TestWhitelistIPFollowsEmptyPages(t *testing.T) {
+	logs := &pagedLogs{}
+	got := logGroupIPs{logs: logs, stack: "wxtoken", now: time.Now}.whitelistIP(context.Background(), "shop")
+	if got != "203.0.113.9" {
+		t.Errorf("whitelistIP = %q after %d calls, want the IP on the fourth page", got, logs.calls)
+	}
 }

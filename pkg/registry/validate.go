@@ -36,6 +36,13 @@ const (
 	// every run: one WeChat call a minute, each superseding the last token
 	// in classic mode, until the budget is spent.
 	MaxRefreshMargin = TokenLifetime - MinRefreshPeriod
+	// MaxStoredRefreshMargin is the margin beyond which the scheduled run
+	// rejects a stored classic or WeCom item: within 5 minutes of the
+	// token's whole life the app is due on (nearly) every run, one WeChat
+	// call a minute until the budget is spent and then no token at all.
+	// Margins between MaxRefreshMargin and this, which an older wxtoken let
+	// through and which work, stay served.
+	MaxStoredRefreshMargin = TokenLifetime - 5*time.Minute
 )
 
 // Upper bounds of daily_budget, per credential API: half of WeChat's
@@ -111,10 +118,11 @@ func MaxDailyBudget(mode Mode) int {
 
 // rule is one check of a decoded registration: it returns what is wrong
 // ("" when nothing is). stored marks the rules the scheduled run enforces on
-// items already in the table (through Decode): those whose breach can spend
-// WeChat's quota. The others (shapes and minimums, which an older wxtoken
-// let through) are enforced when an operator registers or changes an app,
-// so that upgrading never stops an app that works.
+// items already in the table (through Decode): only those whose breach
+// spends WeChat's quota whatever the operator meant. The others (shapes,
+// minimums, the registration maximums) are enforced when an operator
+// registers or changes an app, so that upgrading never stops an app that
+// works.
 type rule struct {
 	name   string
 	stored bool
@@ -132,16 +140,23 @@ var rules = []rule{
 		return fmt.Sprintf("appid %q does not look like a WeChat appid (\"wx\" and 16 lowercase hex digits; 开发 → 基本配置 → AppID)", a.AppID)
 	}},
 	{"margin minimum", false, func(a App) string {
-		if a.RefreshMargin < MinRefreshMargin {
+		if usesMargin(a) && a.RefreshMargin < MinRefreshMargin {
 			return fmt.Sprintf("refresh_margin_s %d is under %d: the schedule would have too few runs to refresh before the token expires",
 				secs(a.RefreshMargin), secs(MinRefreshMargin))
 		}
 		return ""
 	}},
-	{"margin maximum", true, func(a App) string {
-		if a.RefreshMargin > MaxRefreshMargin {
+	{"margin maximum", false, func(a App) string {
+		if usesMargin(a) && a.RefreshMargin > MaxRefreshMargin {
 			return fmt.Sprintf("refresh_margin_s %d is over %d: the token (%d s) would be refreshed more often than every %d minutes",
 				secs(a.RefreshMargin), secs(MaxRefreshMargin), secs(TokenLifetime), int(MinRefreshPeriod/time.Minute))
+		}
+		return ""
+	}},
+	{"margin near the token's life", true, func(a App) string {
+		if usesMargin(a) && a.RefreshMargin > MaxStoredRefreshMargin {
+			return fmt.Sprintf("refresh_margin_s %d is over %d: the token (%d s) would be due on every scheduled run, one WeChat call a minute until the daily budget is spent",
+				secs(a.RefreshMargin), secs(MaxStoredRefreshMargin), secs(TokenLifetime))
 		}
 		return ""
 	}},
@@ -151,13 +166,18 @@ var rules = []rule{
 		}
 		return ""
 	}},
-	{"budget maximum", true, func(a App) string {
+	{"budget maximum", false, func(a App) string {
 		if most := MaxDailyBudget(a.Mode); a.DailyBudget > most {
 			return fmt.Sprintf("daily_budget %d is over %d for %s mode: half of WeChat's daily limit, so that wxtoken alone cannot use up the account's quota", a.DailyBudget, most, a.Mode)
 		}
 		return ""
 	}},
 }
+
+// usesMargin reports whether refresh_margin_s decides when the app is
+// refreshed: classic and WeCom tokens; stable tokens are refreshed in
+// WeChat's final window whatever the margin.
+func usesMargin(a App) bool { return a.Mode != Stable }
 
 // Validate checks a decoded registration (as Decode returns it, defaults
 // applied) against every rule and returns an *InvalidError naming all that
@@ -187,12 +207,17 @@ func secs(d time.Duration) int64 { return int64(d / time.Second) }
 
 // Duplicates splits apps into those whose account is registered once and an
 // *InvalidError for each app of an account registered under several names,
-// naming the others. Two fetchers with one AppSecret invalidate each other's
-// classic tokens and turn every refresh into drift, so an Official Account or
-// Mini Program appid may be registered once among the enabled apps. WeCom
-// corpids are exempt: every WeCom application of a corp has its own secret
-// and token under the same corpid. Disabled apps fetch nothing and are
-// neither checked nor counted. The order of apps is kept.
+// naming the others. Two classic-mode fetchers with one AppSecret invalidate
+// each other's tokens (every /cgi-bin/token call ends the previous token five
+// minutes later) and turn every refresh into drift, so an Official Account or
+// Mini Program appid may be registered once among the enabled classic-mode
+// apps. Stable-mode apps are exempt: stable_token does not end a token
+// before its time and its tokens are isolated from /cgi-bin/token's, so a
+// stable app beside another app of the same appid harms neither (a rename
+// in progress, for example). WeCom corpids are exempt too: every WeCom
+// application of a corp has its own secret and token under the same corpid.
+// Disabled apps fetch nothing and are neither checked nor counted. The order
+// of apps is kept.
 func Duplicates(apps []App) (unique []App, dups []error) {
 	names := map[string][]string{}
 	for _, a := range apps {
@@ -220,5 +245,30 @@ func Duplicates(apps []App) (unique []App, dups []error) {
 	return unique, dups
 }
 
+// AccountTaken returns an *InvalidError when app's appid (an Official
+// Account's or Mini Program's) is already registered under another name
+// among the enabled apps, whatever their modes: registering one account
+// twice is refused even where, in stable mode, the scheduled run would serve
+// both (see Duplicates). WeCom corpids are shared by design and disabled
+// apps fetch nothing, so neither counts.
+func AccountTaken(apps []App, app App) error {
+	if app.Disabled || app.Kind == WeCom {
+		return nil
+	}
+	var others []string
+	for _, a := range apps {
+		if a.Name != app.Name && a.AppID == app.AppID && !a.Disabled && a.Kind != WeCom {
+			others = append(others, a.Name)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	sort.Strings(others)
+	return &InvalidError{App: app.Name, Reason: fmt.Sprintf(
+		"appid %s is already registered as %s: one account is registered once (classic-mode fetchers invalidate each other's tokens); remove or disable the other first",
+		app.AppID, strings.Join(others, ", "))}
+}
+
 // counted reports whether an app takes part in the duplicate check.
-func counted(a App) bool { return !a.Disabled && a.Kind != WeCom }
+func counted(a App) bool { return !a.Disabled && a.Kind != WeCom && a.Mode == Classic }

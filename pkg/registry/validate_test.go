@@ -145,8 +145,10 @@ func TestValidateDefaults(t *testing.T) {
 }
 
 // TestDecodeEnforcesStoredRules: the scheduled run rejects a stored item
-// that breaks a rule protecting WeChat's quota, and keeps serving items that
-// break only a registration rule (a short test appid, a small budget).
+// only when serving it would spend WeChat's quota (a classic or WeCom margin
+// so close to the token's life that the app is due on every run), and keeps
+// serving items that break only a registration rule: upgrading never stops
+// an app that works.
 func TestDecodeEnforcesStoredRules(t *testing.T) {
 	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
@@ -155,10 +157,12 @@ func TestDecodeEnforcesStoredRules(t *testing.T) {
 		item map[string]types.AttributeValue
 		want string // part of the reason; "" for accepted
 	}{
-		{"margin over the maximum", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "mode": s("classic"), "refresh_margin_s": n("7200")}, "refresh_margin_s 7200 is over 5400"},
-		{"margin at the maximum", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "refresh_margin_s": n("5400")}, ""},
-		{"classic budget over the maximum", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("miniprogram"), "mode": s("classic"), "daily_budget": n("2000")}, "daily_budget 2000 is over 1000"},
-		{"WeCom budget over the maximum", map[string]types.AttributeValue{"appid": s("ww1"), "kind": s("wecom"), "daily_budget": n("5000")}, "over 1000 for wecom"},
+		{"classic margin at the token's life", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "mode": s("classic"), "refresh_margin_s": n("7200")}, "refresh_margin_s 7200 is over 6900"},
+		{"WeCom margin near the token's life", map[string]types.AttributeValue{"appid": s("ww1"), "kind": s("wecom"), "refresh_margin_s": n("6901")}, "over 6900"},
+		{"a classic margin over the registration maximum is still served", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "mode": s("classic"), "refresh_margin_s": n("6000")}, ""},
+		{"a stable app's margin is unused, so never checked", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "refresh_margin_s": n("7200")}, ""},
+		{"a classic budget up to WeChat's limit is still served", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("miniprogram"), "mode": s("classic"), "daily_budget": n("2000")}, ""},
+		{"a large WeCom budget is still served", map[string]types.AttributeValue{"appid": s("ww1"), "kind": s("wecom"), "daily_budget": n("5000")}, ""},
 		{"stable budget of 5000 is fine", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount"), "daily_budget": n("5000")}, ""},
 		{"a short appid is still served", map[string]types.AttributeValue{"appid": s("wx1"), "kind": s("offiaccount")}, ""},
 		{"a small budget is still served", map[string]types.AttributeValue{"appid": s("ww1"), "kind": s("wecom"), "daily_budget": n("5")}, ""},
@@ -205,12 +209,15 @@ func TestMinDailyBudgetIsTheScheduleReserve(t *testing.T) {
 func TestDuplicates(t *testing.T) {
 	const id1, id2, corp = "wx0000000000000001", "wx0000000000000002", "ww0000000000000001"
 	oa := func(name, id string) registry.App {
-		return registry.App{Name: name, AppID: id, Kind: registry.OfficialAccount}
+		return registry.App{Name: name, AppID: id, Kind: registry.OfficialAccount, Mode: registry.Classic}
+	}
+	stable := func(name, id string) registry.App {
+		return registry.App{Name: name, AppID: id, Kind: registry.OfficialAccount, Mode: registry.Stable}
 	}
 	disabled := oa("old", id1)
 	disabled.Disabled = true
 	wecom := func(name string) registry.App { return registry.App{Name: name, AppID: corp, Kind: registry.WeCom} }
-	mp := registry.App{Name: "mp", AppID: id1, Kind: registry.MiniProgram}
+	mp := registry.App{Name: "mp", AppID: id1, Kind: registry.MiniProgram, Mode: registry.Classic}
 	tests := []struct {
 		name     string
 		apps     []registry.App
@@ -224,6 +231,8 @@ func TestDuplicates(t *testing.T) {
 		{"across kinds", []registry.App{oa("a", id1), mp}, nil, []string{"a", "mp"}, ""},
 		{"a disabled app does not count", []registry.App{oa("a", id1), disabled}, []string{"a", "old"}, nil, ""},
 		{"WeCom apps share a corpid", []registry.App{wecom("hr"), wecom("crm")}, []string{"hr", "crm"}, nil, ""},
+		{"two stable apps of one appid do not supersede each other", []registry.App{stable("a", id1), stable("b", id1)}, []string{"a", "b"}, nil, ""},
+		{"stable tokens are isolated from classic ones", []registry.App{stable("a", id1), oa("b", id1)}, []string{"a", "b"}, nil, ""},
 		{"empty", nil, nil, nil, ""},
 	}
 	for _, tt := range tests {
@@ -249,6 +258,40 @@ func TestDuplicates(t *testing.T) {
 			}
 			if strings.Join(gotDup, ",") != strings.Join(tt.dupNames, ",") {
 				t.Errorf("duplicates %v, want %v", gotDup, tt.dupNames)
+			}
+		})
+	}
+}
+
+func TestAccountTaken(t *testing.T) {
+	const id = "wx0000000000000001"
+	app := func(name string, mode registry.Mode, kind registry.Kind, disabled bool) registry.App {
+		return registry.App{Name: name, AppID: id, Kind: kind, Mode: mode, Disabled: disabled}
+	}
+	registered := []registry.App{app("shop", registry.Stable, registry.OfficialAccount, false), app("old", registry.Classic, registry.OfficialAccount, true)}
+	tests := []struct {
+		name string
+		app  registry.App
+		want string // part of the reason; "" for free
+	}{
+		{"a second stable name for one account", app("shop2", registry.Stable, registry.OfficialAccount, false), "already registered as shop"},
+		{"a classic name beside a stable one", app("shop2", registry.Classic, registry.MiniProgram, false), "already registered as shop"},
+		{"the same name is a change, not a second registration", app("shop", registry.Classic, registry.OfficialAccount, false), ""},
+		{"a disabled registration is free", app("shop2", registry.Stable, registry.OfficialAccount, true), ""},
+		{"WeCom corpids are shared", registry.App{Name: "hr", AppID: id, Kind: registry.WeCom}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := registry.AccountTaken(registered, tt.app)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("AccountTaken: %v, want free", err)
+				}
+				return
+			}
+			var ie *registry.InvalidError
+			if !errors.As(err, &ie) || !strings.Contains(ie.Reason, tt.want) {
+				t.Fatalf("AccountTaken: %v, want %q", err, tt.want)
 			}
 		})
 	}
