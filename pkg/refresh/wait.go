@@ -46,7 +46,26 @@ func (r *Refresher) run(ctx context.Context, a registry.App, q request) (Result,
 		if err != nil {
 			return Result{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
 		}
-		return r.hold(ctx, a, q, st, owner, now)
+		// The registration was read before the lease: an operator may have
+		// removed, disabled or changed the app since (a run lists the apps
+		// once; a caller may have waited). Read it again under the lease,
+		// so a removed app is never fetched and published again.
+		cur, err := r.app(ctx, a.Name)
+		if err != nil {
+			r.releaseUnused(ctx, a.Name, owner)
+			return Result{}, err
+		}
+		return r.hold(ctx, cur, q, st, owner, now)
+	}
+}
+
+// releaseUnused gives back a lease taken for nothing, changing no field; a
+// failure only delays the next holder until the lease expires.
+func (r *Refresher) releaseUnused(ctx context.Context, app, owner string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.Leases.Release(rctx, app, owner, r.now(), lease.Fields{}); err != nil {
+		r.logger().WarnContext(ctx, "could not give back an unused lease; it expires by itself", "app", app, "error", err.Error())
 	}
 }
 
