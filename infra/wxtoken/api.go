@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/wxtoken/wxtoken/pkg/client"
 )
 
 // apiClient calls the stack's refresh API (pkg/api), SigV4-signed for
@@ -90,13 +89,8 @@ func (c *apiClient) sign(ctx context.Context, req *http.Request, body []byte) er
 	if c.creds == nil {
 		return nil
 	}
-	creds, err := c.creds.Retrieve(ctx)
-	if err != nil {
-		return fmt.Errorf("AWS credentials to sign the API call: %w", err)
-	}
-	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "execute-api", c.region, time.Now()); err != nil {
-		return fmt.Errorf("sign the API call: %w", err)
+	if err := client.SignRequest(ctx, c.creds, c.region, req, body); err != nil {
+		return fmt.Errorf("the API call: %w", err)
 	}
 	return nil
 }

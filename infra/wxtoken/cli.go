@@ -70,7 +70,7 @@ type options struct {
 func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.stack, "stack", o.stack, "the deployed stack's name (default $WXTOKEN_STACK); its outputs name the table, prefix and API")
 	fs.StringVar(&o.region, "region", o.region, "the stack's region (default: AWS_REGION or your AWS profile's)")
-	fs.BoolVar(&o.local, "local", o.local, "work on a running `make dev` (table, prefix and API from its env file, or "+devTable+", "+devPrefix+", "+devAPIURL+")")
+	fs.BoolVar(&o.local, "local", o.local, "work on a running `make dev` (table, prefix and API from the env file it writes)")
 	fs.StringVar(&o.devDir, "dev-dir", o.devDir, "with --local: make dev's state directory, where it writes its engines' env file")
 	fs.StringVar(&o.table, "table", o.table, "the table (overrides the stack's TableName; without --stack or --local: the table to use)")
 	fs.StringVar(&o.prefix, "prefix", o.prefix, "the SSM prefix (overrides the stack's ParameterPrefix)")

@@ -14,19 +14,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/wxtoken/wxtoken/pkg/config"
 )
 
-// What `make dev` (infra/local/dev) runs: the engines' endpoints and
-// credentials are in the env file it writes to its state directory while it
-// runs; its table, prefix and API address are constants there, used here
-// unless the env file names them (WXTOKEN_TABLE, WXTOKEN_PARAMETER_PREFIX,
+// What `make dev` (infra/local/dev) runs is in the env file it writes to its
+// state directory while it runs: the engines' endpoints and credentials, its
+// table, prefix and API address (WXTOKEN_TABLE, WXTOKEN_PARAMETER_PREFIX,
 // WXTOKEN_API_URL).
-const (
-	devTable  = "wxtoken-dev"
-	devPrefix = "/wxtoken"
-	devAPIURL = "http://127.0.0.1:8080"
-	devDir    = ".cache/dev"
-)
+const devDir = ".cache/dev"
 
 // target is the wxtoken deployment the command works on.
 type target struct {
@@ -119,18 +115,12 @@ func localTarget(dir string) (target, error) {
 	if err != nil {
 		return target{}, wrap(ExitFailed, err, "read %s", path)
 	}
-	or := func(k, def string) string {
-		if v := env[k]; v != "" {
-			return v
-		}
-		return def
-	}
 	t := target{Name: "make dev", Region: env["AWS_REGION"],
-		Table: or("WXTOKEN_TABLE", devTable), Prefix: or("WXTOKEN_PARAMETER_PREFIX", devPrefix), APIURL: or("WXTOKEN_API_URL", devAPIURL),
+		Table: env[config.EnvTable], Prefix: env[config.EnvParameterPrefix], APIURL: env[config.EnvAPIURL],
 		DynamoDBEndpoint: env["AWS_ENDPOINT_URL_DYNAMODB"], SSMEndpoint: env["AWS_ENDPOINT_URL_SSM"],
 		AccessKeyID: env["AWS_ACCESS_KEY_ID"], SecretAccessKey: env["AWS_SECRET_ACCESS_KEY"]}
-	if t.DynamoDBEndpoint == "" || t.SSMEndpoint == "" {
-		return target{}, fail(ExitFailed, "%s names no DynamoDB or SSM endpoint: restart make dev", path)
+	if t.DynamoDBEndpoint == "" || t.SSMEndpoint == "" || t.Table == "" || t.Prefix == "" || t.APIURL == "" {
+		return target{}, fail(ExitFailed, "%s does not name the engines, table, prefix and API: restart make dev (an older one wrote less)", path)
 	}
 	if t.Region == "" {
 		t.Region = "us-east-1"

@@ -91,21 +91,23 @@ func TestLocalTarget(t *testing.T) {
 	if _, err := localTarget(dir); codeOf(err) != ExitFailed || !strings.Contains(err.Error(), "make dev") {
 		t.Fatalf("no env file: %v, want a failure naming make dev", err)
 	}
-	env := "export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000\nexport AWS_ENDPOINT_URL_SSM=http://127.0.0.1:5000\nexport AWS_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n"
-	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o600); err != nil {
+	engines := "export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000\nexport AWS_ENDPOINT_URL_SSM=http://127.0.0.1:5000\nexport AWS_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n"
+	// An env file of an older make dev names no table, prefix or API.
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(engines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := localTarget(dir); codeOf(err) != ExitFailed || !strings.Contains(err.Error(), "restart make dev") {
+		t.Fatalf("an env file without the stack: %v, want a failure asking to restart make dev", err)
+	}
+	stack := "export WXTOKEN_TABLE=wxtoken-dev\nexport WXTOKEN_PARAMETER_PREFIX=/wxtoken\nexport WXTOKEN_API_URL=http://127.0.0.1:8080\n"
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(engines+stack), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got, err := localTarget(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env+"export WXTOKEN_PARAMETER_PREFIX=/other\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if named, err := localTarget(dir); err != nil || named.Prefix != "/other" {
-		t.Errorf("a prefix named in the env file: %+v, %v", named, err)
-	}
-	want := target{Name: "make dev", Region: "us-east-1", Table: "wxtoken-dev", Prefix: devPrefix, APIURL: "http://127.0.0.1:8080",
+	want := target{Name: "make dev", Region: "us-east-1", Table: "wxtoken-dev", Prefix: "/wxtoken", APIURL: "http://127.0.0.1:8080",
 		DynamoDBEndpoint: "http://127.0.0.1:8000", SSMEndpoint: "http://127.0.0.1:5000", AccessKeyID: "test", SecretAccessKey: "test"}
 	if got != want {
 		t.Errorf("got %+v\nwant %+v", got, want)

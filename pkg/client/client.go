@@ -26,8 +26,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +37,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 )
@@ -328,20 +325,13 @@ func (c *Client) post(ctx context.Context, stale string) (string, error) {
 	return a.AccessToken, ae
 }
 
-// sign adds a SigV4 signature for execute-api.
+// sign adds a SigV4 signature for execute-api (nothing without Credentials).
 func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error {
 	if c.Credentials == nil {
 		return nil
 	}
-	creds, err := c.Credentials.Retrieve(ctx)
-	if err != nil {
-		return fmt.Errorf("client: refresh %s: credentials: %w", c.App, err)
-	}
-	sum := sha256.Sum256(body)
-	// The signature carries the wall clock, whatever Now says: AWS refuses
-	// a request signed more than 5 minutes away from its own clock.
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "execute-api", c.Region, time.Now()); err != nil {
-		return fmt.Errorf("client: refresh %s: sign: %w", c.App, err)
+	if err := SignRequest(ctx, c.Credentials, c.Region, req, body); err != nil {
+		return fmt.Errorf("client: refresh %s: %w", c.App, err)
 	}
 	return nil
 }

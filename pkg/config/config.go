@@ -57,6 +57,9 @@ const (
 	EnvService         = "WXTOKEN_SERVICE"
 	EnvWeChatBaseURLs  = "WXTOKEN_WECHAT_BASE_URLS"
 	EnvWeComBaseURLs   = "WXTOKEN_WECOM_BASE_URLS"
+	// EnvAPIURL is no function's: make dev writes its API's address under
+	// it, beside the table and prefix, for `wxtoken --local`.
+	EnvAPIURL = "WXTOKEN_API_URL"
 )
 
 var (

@@ -271,7 +271,7 @@ func writeEnv(stateDir, apiURL string) error {
 		fmt.Fprintf(&b, "export %s=%s\n", k, os.Getenv(k))
 	}
 	// What `wxtoken --local` (infra/wxtoken) works against.
-	fmt.Fprintf(&b, "export %s=%s\nexport %s=%s\nexport WXTOKEN_API_URL=%s\n", config.EnvTable, table, config.EnvParameterPrefix, prefix, apiURL)
+	fmt.Fprintf(&b, "export %s=%s\nexport %s=%s\nexport %s=%s\n", config.EnvTable, table, config.EnvParameterPrefix, prefix, config.EnvAPIURL, apiURL)
 	return os.WriteFile(filepath.Join(stateDir, "env"), []byte(b.String()), 0o644)
 }
 
