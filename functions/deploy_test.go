@@ -1048,6 +1048,7 @@ func (d *deployment) run(t *testing.T, bins map[string]string, schedFn, apiFn *l
 			}
 		}
 	})
+	t.Run("the operator command reads the stack", func(t *testing.T) { d.operatorCommand(t, 2) })
 	t.Run("no token or secret in any output", func(t *testing.T) {
 		s.t = t
 		s.noSecrets("scheduled-refresh", sched.Output())

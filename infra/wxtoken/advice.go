@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
 // advice is what a WeChat refusal means and what the operator does about
@@ -20,6 +22,7 @@ const (
 	fixWhitelist = "add %[2]s to the account's IP whitelist (公众号/小程序: 开发 → 基本配置 → IP白名单), then run `wxtoken apps unblock %[1]s`"
 	fixSecret    = "put the right secret with `wxtoken apps secret %[1]s < secret.txt`; the pause this caused ends by itself at the next scheduled run"
 	fixAppID     = "correct it with `wxtoken apps set %[1]s --appid wx...`, then run `wxtoken apps unblock %[1]s`"
+	fixBug       = "this is a wxtoken bug: open an issue with the function's refresh_failed log line (it names the errcode and the rid, never the secret); the app stays paused for 30 minutes"
 )
 
 // advices maps WeChat's errcodes on a credential call to advice.
@@ -31,14 +34,33 @@ var advices = map[int]advice{
 	40001: {"WeChat says the AppSecret is wrong (or was reset, or belongs to another account)", fixSecret},
 	40091: {"WeCom says the corpsecret is wrong (or belongs to another corp)", fixSecret},
 	40013: {"WeChat says the appid (WeCom: corpid) is wrong", fixAppID},
-	40243: {"the AppSecret is frozen", "unfreeze it in the MP console (it takes 10 minutes), then run `wxtoken apps unblock %[1]s`"},
-	45009: {"the account's daily quota of token calls is used up", "find who else spends it; the pause ends at Beijing midnight (or after clear_quota and a force-refresh)"},
-	50004: {"WeChat forbids this account to use access tokens (a penalty)", "read the notices in the MP console"},
-	61024: {"this is a third-party-platform appid, which needs the component token flow", "remove the app: `wxtoken apps remove %[1]s`"},
+	40243: {"the AppSecret is frozen", "unfreeze it in the MP console (it takes effect after 10 minutes), then run `wxtoken apps unblock %[1]s`"},
+	-1:    {"WeChat was busy or unreachable", "nothing: wxtoken retries at the next scheduled run without a pause; if it lasts, check the functions' egress (NAT, security group)"},
+	45011: {"the account's per-minute quota of token calls is used up", "nothing: wxtoken waits for the next minute; if it happens often, find who else calls with this secret"},
+	45009: {"the account's daily quota of token calls is used up", "find who else spends it (calls today shows wxtoken's share); the pause ends at Beijing midnight, or, if the token expires first, clear the quota with `wxtoken apps clear-quota %[1]s` (10 times a month) and run `wxtoken apps unblock %[1]s`"},
+	40002: {"WeChat called the token request malformed (invalid grant_type)", fixBug},
+	41001: {"WeChat called the token request malformed (a parameter is missing)", fixBug},
+	41002: {"WeChat called the token request malformed (appid missing)", fixBug},
+	41004: {"WeChat called the token request malformed (secret missing)", fixBug},
+	43002: {"WeChat called the token request malformed (wrong HTTP method)", fixBug},
+	50004: {"WeChat forbids this account to use access tokens (a penalty)", "read the notices in the MP console; once the ban is lifted, run `wxtoken apps unblock %[1]s`"},
+	61024: {"this is a third-party-platform appid, which needs the component token flow (wxtoken does not do it)", "remove the app: `wxtoken apps remove %[1]s`"},
 	89501: {"WeChat holds the call from a new IP for the administrator's confirmation", "confirm on the administrator's WeChat, whitelist the IP, then run `wxtoken apps unblock %[1]s`"},
 	89503: {"WeChat wants the administrator to confirm calls from this IP", "confirm on the administrator's WeChat, whitelist the IP, then run `wxtoken apps unblock %[1]s`"},
 	89506: {"the administrator rejected calls from this IP (retry in 24 hours)", "whitelist the IP, wait out the block, then run `wxtoken apps unblock %[1]s`"},
 	89507: {"the administrator rejected calls from this IP (retry in 1 hour)", "whitelist the IP, wait out the block, then run `wxtoken apps unblock %[1]s`"},
+}
+
+// driftAdvice is what to do about a token rotated behind wxtoken's back,
+// by the app's mode.
+func driftAdvice(app string, mode registry.Mode) string {
+	switch mode {
+	case registry.Stable:
+		return "something calls stable_token with force_refresh using this secret (another deployment, a script): find it and stop it"
+	case registry.GetToken:
+		return "WeCom ended the token early (it may), or someone reset the corpsecret: act only if it repeats, and then find who else holds the corpsecret"
+	}
+	return fmt.Sprintf("find the other fetcher and stop it (old deployments, SDK defaults, a colleague's script); stable tokens are not rotated by others' normal calls: `wxtoken apps set %s --mode stable`", app)
 }
 
 // adviceFor returns the advice for errcode code answered for app, with the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -151,15 +150,26 @@ func cmdAppsShow(s *session, args []string) error {
 	}
 	published := tv > 0 && st.HasToken() && st.Version == tv
 	v.TokenVersion, v.SecretVersion, v.Published = &tv, &sv, &published
+	if e := v.LastError; e != nil && e.Errcode != 0 {
+		ip := ""
+		if isWhitelist(e.Errcode) {
+			ip = be.refusedIP(s.ctx, v.Name, e.Message)
+		}
+		a := adviceFor(e.Errcode, v.Name, ip)
+		v.Advice = &a
+	}
+	if v.DriftCount > 0 {
+		v.DriftAdvice = driftAdvice(v.Name, registry.Mode(v.Mode))
+	}
 	if s.opts.json {
 		return printJSON(s.out, v)
 	}
-	printShow(s.ctx, s.out, *v, be, now)
+	printShow(s.out, *v, be, now)
 	return nil
 }
 
 // printShow writes one app for people.
-func printShow(ctx context.Context, out io.Writer, v appView, be *backend, now time.Time) {
+func printShow(out io.Writer, v appView, be *backend, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 0, 1, ' ', 0)
 	line := func(k, format string, args ...any) { fmt.Fprintf(w, "%s:\t"+format+"\n", append([]any{k}, args...)...) }
 	line("app", "%s (%s)", v.Name, be.t)
@@ -203,12 +213,7 @@ func printShow(ctx context.Context, out io.Writer, v appView, be *backend, now t
 		if e.At != nil {
 			line("", "at %s", when(*e.At, now))
 		}
-		if e.Errcode != 0 {
-			ip := ""
-			if isWhitelist(e.Errcode) {
-				ip = be.refusedIP(ctx, v.Name, e.Message)
-			}
-			a := adviceFor(e.Errcode, v.Name, ip)
+		if a := v.Advice; a != nil {
 			line("advice", "%s: %s", a.Problem, a.Fix)
 		}
 	}
@@ -218,6 +223,7 @@ func printShow(ctx context.Context, out io.Writer, v appView, be *backend, now t
 			at = ", last " + when(*v.LastDriftAt, now)
 		}
 		line("DRIFT", "%d token(s) rotated behind wxtoken's back%s: something else fetches with this secret", v.DriftCount, at)
+		line("", "%s", v.DriftAdvice)
 	}
 	if v.RefreshingUntil != nil {
 		line("refreshing", "a refresh holds the lease until %s", when(*v.RefreshingUntil, now))

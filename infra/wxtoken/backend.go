@@ -212,6 +212,19 @@ func (b *backend) secretVersion(ctx context.Context, name string) (int64, error)
 	return v, nil
 }
 
+// secret returns an app's stored secret, for the one call the command
+// makes to WeChat itself (clear-quota). It is never printed.
+func (b *backend) secret(ctx context.Context, name string) (string, error) {
+	secret, _, err := b.store.Secret(ctx, name)
+	if errors.Is(err, tokenstore.ErrNotFound) {
+		return "", fail(ExitNotFound, "no secret is stored for %s at %s: store it with `wxtoken apps secret %s`", name, b.store.SecretName(name), name)
+	}
+	if err != nil {
+		return "", wrap(ExitFailed, err, "read the secret of %s (your credentials need ssm:GetParameter on it and kms:Decrypt on its key)", name)
+	}
+	return secret, nil
+}
+
 // tokenVersion returns the version of an app's published token (0: none).
 func (b *backend) tokenVersion(ctx context.Context, name string) (int64, error) {
 	v, err := b.store.Version(ctx, name)

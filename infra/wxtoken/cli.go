@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/wxtoken/wxtoken/pkg/registry"
 	"io"
 	"net/http"
 	"os"
@@ -22,6 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/wxtoken/wxtoken/pkg/config"
+	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
 // cli is the command with its edges: the environment, how it loads AWS
@@ -64,6 +66,7 @@ func loadAWS(ctx context.Context, region string, creds aws.CredentialsProvider) 
 type options struct {
 	stack, region, devDir string
 	table, prefix, apiURL string
+	wechatURL             string
 	local, json           bool
 }
 
@@ -75,6 +78,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.table, "table", o.table, "the table (overrides the stack's TableName; without --stack or --local: the table to use)")
 	fs.StringVar(&o.prefix, "prefix", o.prefix, "the SSM prefix (overrides the stack's ParameterPrefix)")
 	fs.StringVar(&o.apiURL, "api-url", o.apiURL, "the refresh API's base URL (overrides the stack's ApiUrl)")
+	fs.StringVar(&o.wechatURL, "wechat-url", o.wechatURL, "WeChat's API base URL(s), comma-separated, for clear-quota (default WeChat's domains; --local: make dev's sandbox)")
 	fs.BoolVar(&o.json, "json", o.json, "print JSON for scripts instead of text")
 }
 
@@ -216,6 +220,10 @@ func (s *session) resolve() (target, aws.Config, error) {
 		cfg aws.Config
 		err error
 	)
+	wechatURLs, err := config.BaseURLs(o.wechatURL)
+	if err != nil {
+		return target{}, aws.Config{}, wrap(ExitUsage, err, "--wechat-url")
+	}
 	switch {
 	case o.local && o.stack != "":
 		return target{}, aws.Config{}, fail(ExitUsage, "--stack and --local exclude each other")
@@ -245,6 +253,9 @@ func (s *session) resolve() (target, aws.Config, error) {
 		return target{}, aws.Config{}, wrap(ExitFailed, err, "load your AWS configuration")
 	}
 	t = t.override(o)
+	if wechatURLs != nil {
+		t.WeChatURLs = wechatURLs
+	}
 	if t.Prefix == "" {
 		return target{}, aws.Config{}, fail(ExitUsage, "no parameter prefix: pass --prefix")
 	}

@@ -20,6 +20,8 @@ var commands = []command{
 		run: cmdAppsSecret},
 	{name: "apps unblock", args: "NAME", summary: "end an app's pause after you fixed its cause (whitelist, appid...), then ask for a token",
 		detail: unblockDetail, run: cmdAppsUnblock},
+	{name: "apps clear-quota", args: "NAME", summary: "reset the daily API call counts of an app's account (WeChat's clear_quota/v2, 10 a month) after a 45009",
+		detail: clearQuotaDetail, run: cmdAppsClearQuota},
 	{name: "apps remove", args: "NAME [--keep-secret]", summary: "delete an app: its registration, secret, published token and state",
 		run: cmdAppsRemove},
 	{name: "token", args: "NAME", summary: "print an app's live token, for debugging (a warning goes to stderr)", run: cmdToken},
@@ -60,3 +62,14 @@ midnight. Once you fixed the cause, unblock clears the pause (under the app's
 lease, so it never races a refresh) and asks the API for a token, which is
 fetched only if none valid is published. A replaced secret needs no unblock:
 its pause ends at the next scheduled run.`
+
+const clearQuotaDetail = `After 45009 (the account's daily quota is used up) wxtoken pauses the app's
+token calls until Beijing midnight. If its token expires first, clear the
+quota: this calls WeChat's clear_quota/v2 from your machine with the appid
+and the secret stored in SSM (no token needed; nothing is printed of the
+secret). WeChat allows 10 resets a month per account, the MP console's
+included. Then run ` + "`wxtoken apps unblock NAME`" + ` to end wxtoken's pause.
+
+clear_quota/v2 carries the AppSecret, so the account's IP whitelist may apply
+to it: run it from a whitelisted host, or reset the quota in the MP console.
+Official Accounts and Mini Programs only (WeCom's gettoken has no daily count).`

@@ -34,6 +34,10 @@ type target struct {
 	// APIURL is the refresh API's base URL ("" when unknown: no first
 	// token is asked for).
 	APIURL string
+	// WeChatURLs are WeChat's API base URLs for the one call the command
+	// makes to WeChat itself (clear-quota); nil means WeChat's domains.
+	// make dev's are its sandbox.
+	WeChatURLs []string
 	// KMSKeyID encrypts the secrets the command stores: the stack's
 	// KmsKeyArn parameter when set, otherwise SSM's default key.
 	KMSKeyID string
@@ -115,7 +119,11 @@ func localTarget(dir string) (target, error) {
 	if err != nil {
 		return target{}, wrap(ExitFailed, err, "read %s", path)
 	}
-	t := target{Name: "make dev", Region: env["AWS_REGION"],
+	wechatURLs, err := config.BaseURLs(env[config.EnvWeChatBaseURLs])
+	if err != nil {
+		return target{}, wrap(ExitFailed, err, "read %s: %s", path, config.EnvWeChatBaseURLs)
+	}
+	t := target{Name: "make dev", Region: env["AWS_REGION"], WeChatURLs: wechatURLs,
 		Table: env[config.EnvTable], Prefix: env[config.EnvParameterPrefix], APIURL: env[config.EnvAPIURL],
 		DynamoDBEndpoint: env["AWS_ENDPOINT_URL_DYNAMODB"], SSMEndpoint: env["AWS_ENDPOINT_URL_SSM"],
 		AccessKeyID: env["AWS_ACCESS_KEY_ID"], SecretAccessKey: env["AWS_SECRET_ACCESS_KEY"]}

@@ -39,10 +39,13 @@ type appView struct {
 	LastDriftAt      *time.Time `json:"last_drift_at,omitempty"`
 	RefreshingUntil  *time.Time `json:"refresh_in_progress_until,omitempty"`
 
-	// Set by show only.
-	TokenVersion  *int64 `json:"token_version,omitempty"`
-	Published     *bool  `json:"published,omitempty"`
-	SecretVersion *int64 `json:"secret_version,omitempty"`
+	// Set by show only: what the last error means and what to do, and
+	// what to do about drift.
+	Advice        *advice `json:"advice,omitempty"`
+	DriftAdvice   string  `json:"drift_advice,omitempty"`
+	TokenVersion  *int64  `json:"token_version,omitempty"`
+	Published     *bool   `json:"published,omitempty"`
+	SecretVersion *int64  `json:"secret_version,omitempty"`
 }
 
 // errorView is an app's last failed refresh.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/runbook"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
@@ -99,7 +101,7 @@ func TestLocalTarget(t *testing.T) {
 	if _, err := localTarget(dir); codeOf(err) != ExitFailed || !strings.Contains(err.Error(), "restart make dev") {
 		t.Fatalf("an env file without the stack: %v, want a failure asking to restart make dev", err)
 	}
-	stack := "export WXTOKEN_TABLE=wxtoken-dev\nexport WXTOKEN_PARAMETER_PREFIX=/wxtoken\nexport WXTOKEN_API_URL=http://127.0.0.1:8080\n"
+	stack := "export WXTOKEN_TABLE=wxtoken-dev\nexport WXTOKEN_PARAMETER_PREFIX=/wxtoken\nexport WXTOKEN_API_URL=http://127.0.0.1:8080\nexport WXTOKEN_WECHAT_BASE_URLS=http://127.0.0.1:8081\n"
 	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(engines+stack), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +110,9 @@ func TestLocalTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := target{Name: "make dev", Region: "us-east-1", Table: "wxtoken-dev", Prefix: "/wxtoken", APIURL: "http://127.0.0.1:8080",
+		WeChatURLs:       []string{"http://127.0.0.1:8081"},
 		DynamoDBEndpoint: "http://127.0.0.1:8000", SSMEndpoint: "http://127.0.0.1:5000", AccessKeyID: "test", SecretAccessKey: "test"}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 }
@@ -131,6 +134,7 @@ func TestUsage(t *testing.T) {
 		{"stack and local", []string{"--stack", "x", "--local", "apps", "list"}, ExitUsage, "exclude each other"},
 		{"missing name", []string{"--local", "apps", "show"}, ExitUsage, "wrong number of arguments (0)"},
 		{"bad flag value", []string{"--local", "apps", "add", "x", "--budget", "s3cr3t"}, ExitUsage, "invalid value for flag -budget"},
+		{"plain http WeChat", []string{"--local", "--wechat-url", "http://api.weixin.qq.com", "apps", "clear-quota", "x"}, ExitUsage, "--wechat-url: entry 1: plain http is allowed only to a loopback address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -583,4 +587,96 @@ func TestWhitelistIPFollowsEmptyPages(t *testing.T) {
 	if got != "203.0.113.9" {
 		t.Errorf("whitelistIP = %q after %d calls, want the IP on the fourth page", got, logs.calls)
 	}
+}
+
+// TestAdviceMatchesRunbook: the advice the command prints for an errcode
+// prescribes the same wxtoken commands as the README's runbook row for it,
+// and every errcode of the runbook has advice (and the other way round).
+func TestAdviceMatchesRunbook(t *testing.T) {
+	tables, err := runbook.Load("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inReadme := map[int]bool{}
+	for _, row := range tables.Runbook {
+		for _, code := range row.Errcodes {
+			inReadme[code] = true
+			if _, ok := advices[code]; !ok {
+				t.Errorf("runbook row %q: errcode %d has no advice in advice.go", row.Label, code)
+				continue
+			}
+			a := adviceFor(code, "NAME", "203.0.113.7")
+			got := runbook.WxtokenVerbs(runbook.Commands(a.Fix, "wxtoken "), true)
+			want := runbook.WxtokenVerbs(row.Commands, true)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("errcode %d: the advice prescribes %q (%s), the README's row %q prescribes %q", code, got, a.Fix, row.Label, want)
+			}
+		}
+		if row.Label == "drift" {
+			// Classic: the README's command; the other modes: none the
+			// README does not give.
+			want := runbook.WxtokenVerbs(row.Commands, true)
+			for _, mode := range []registry.Mode{registry.Classic, registry.Stable, registry.GetToken} {
+				got := runbook.WxtokenVerbs(runbook.Commands(driftAdvice("NAME", mode), "wxtoken "), true)
+				if (mode == registry.Classic && !reflect.DeepEqual(got, want)) || (mode != registry.Classic && len(got) != 0) {
+					t.Errorf("drift (%s): the advice prescribes %q, the README %q", mode, got, want)
+				}
+				if !strings.Contains(row.You, string(mode)) && !(mode == registry.GetToken && strings.Contains(row.You, "WeCom")) {
+					t.Errorf("the README's drift row says nothing for %s mode: %s", mode, row.You)
+				}
+			}
+		}
+	}
+	for code := range advices {
+		if !inReadme[code] {
+			t.Errorf("errcode %d has advice but no row in the README's runbook", code)
+		}
+	}
+}
+
+// TestClearQuotaCommand: apps clear-quota resets the account's daily counts
+// with clear_quota/v2 and the stored secret (never printed), and says what
+// to do when WeChat or the registration refuses.
+func TestClearQuotaCommand(t *testing.T) {
+	b := newBed(t)
+	wx := []string{"--wechat-url", b.stack.Sandbox.URL}
+	clear := func(code ExitCode, says []string, name string) {
+		t.Helper()
+		b.want(code, says, "", append(wx, "apps", "clear-quota", name)...)
+	}
+	b.sandbox(shopID, secretFor("shop"), wechattest.OfficialAccount)
+	b.want(ExitOK, nil, secretFor("shop")+"\n", "apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount", "--mode", "classic")
+	clear(ExitOK, []string{"Cleared the daily API call counts of shop's account " + shopID, "wxtoken apps unblock shop"}, "shop")
+	if n := b.stack.Sandbox.Calls(wechattest.PathClearQuotaV2, shopID); n != 1 {
+		t.Errorf("%d clear_quota/v2 calls, want 1", n)
+	}
+
+	tests := []struct {
+		name  string
+		fault int
+		code  ExitCode
+		says  string
+	}{
+		{"the month's resets used up", 48006, ExitWeChat, "errcode 48006): the account's 10 quota resets of this month are used up"},
+		{"the IP not whitelisted", 40164, ExitWeChat, "refused the call from your IP"},
+		{"an appid WeChat does not know", 40013, ExitWeChat, "wxtoken apps set shop --appid"},
+		{"an errcode without advice", 12345, ExitWeChat, "errcode 12345): see WeChat's clear_quota/v2 documentation"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b.stack.Sandbox.Inject(wechattest.Fault{Path: wechattest.PathClearQuotaV2, ErrCode: tt.fault, Times: 1})
+			clear(tt.code, []string{tt.says}, "shop")
+		})
+	}
+
+	b.sandbox(corpID, secretFor("corp"), wechattest.WeCom)
+	b.want(ExitOK, nil, secretFor("corp")+"\n", "apps", "add", "corp", "--appid", corpID, "--kind", "wecom")
+	clear(ExitInvalid, []string{"corp is a WeCom app"}, "corp")
+	clear(ExitNotFound, []string{"no app \"nobody\" is registered"}, "nobody")
+	b.want(ExitOK, nil, "", "apps", "remove", "shop", "--keep-secret")
+	b.want(ExitOK, nil, secretFor("shop")+"\n", "apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount", "--mode", "classic")
+	if _, err := b.ssm.DeleteParameter(context.Background(), &ssm.DeleteParameterInput{Name: aws.String(b.stack.Prefix + "/shop/secret")}); err != nil {
+		t.Fatal(err)
+	}
+	clear(ExitNotFound, []string{"no secret is stored for shop", "wxtoken apps secret shop"}, "shop")
 }

@@ -131,10 +131,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		bad(EnvLogLevel, "%q is not one of debug, info, warn, error", v)
 	}
 	var err error
-	if c.WeChatBaseURLs, err = baseURLs(getenv(EnvWeChatBaseURLs)); err != nil {
+	if c.WeChatBaseURLs, err = BaseURLs(getenv(EnvWeChatBaseURLs)); err != nil {
 		bad(EnvWeChatBaseURLs, "%v", err)
 	}
-	if c.WeComBaseURLs, err = baseURLs(getenv(EnvWeComBaseURLs)); err != nil {
+	if c.WeComBaseURLs, err = BaseURLs(getenv(EnvWeComBaseURLs)); err != nil {
 		bad(EnvWeComBaseURLs, "%v", err)
 	}
 	if len(errs) > 0 {
@@ -143,10 +143,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// baseURLs parses a comma-separated list of API base URLs: https, or http
-// to a loopback address only (a local sandbox), since the secret travels in
-// them.
-func baseURLs(v string) ([]string, error) {
+// BaseURLs parses a comma-separated list of WeChat API base URLs (the form
+// of EnvWeChatBaseURLs): https, or http to a loopback address only (a local
+// sandbox), since the secret travels in them. An empty list is nil.
+func BaseURLs(v string) ([]string, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return nil, nil

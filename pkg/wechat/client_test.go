@@ -461,7 +461,8 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 				_, e1 := c.Token(context.Background(), appID, secret)
 				_, e2 := c.StableToken(context.Background(), appID, secret, false)
 				_, e3 := c.WeComToken(context.Background(), corpID, secret)
-				errs = append(errs, e1, e2, e3)
+				e4 := c.ClearQuota(context.Background(), appID, secret)
+				errs = append(errs, e1, e2, e3, e4)
 			}
 			for i, err := range errs {
 				if err == nil {
@@ -603,5 +604,57 @@ func TestIsSuperseded(t *testing.T) {
 				t.Errorf("IsSuperseded = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestClearQuota: clear_quota/v2 resets the daily counts with the appid and
+// secret; its refusals are *Errors; it is retried after -1 but not after an
+// answer lost on the way (each effective call spends one of 10 a month).
+func TestClearQuota(t *testing.T) {
+	srv, c := sandbox(t, wechattest.Config{ClassicDailyQuota: 1, ClearQuotaMonthlyLimit: 2})
+	ctx := context.Background()
+	calls := func() int { return srv.Calls(wechattest.PathClearQuotaV2, appID) }
+	if _, err := c.Token(ctx, appID, secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Token(ctx, appID, secret); !wechat.IsDailyQuota(err) {
+		t.Fatalf("2nd classic call of the day: %v, want 45009", err)
+	}
+	if err := c.ClearQuota(ctx, appID, secret); err != nil {
+		t.Fatalf("ClearQuota: %v", err)
+	}
+	if _, err := c.Token(ctx, appID, secret); err != nil {
+		t.Errorf("a token call after the reset: %v", err)
+	}
+
+	srv.Inject(wechattest.Fault{Path: wechattest.PathClearQuotaV2, ErrCode: -1, Times: 1})
+	before := calls()
+	if err := c.ClearQuota(ctx, appID, secret); err != nil || calls()-before != 2 {
+		t.Errorf("after -1: %v in %d calls, want success in 2", err, calls()-before)
+	}
+	srv.Inject(wechattest.Fault{Path: wechattest.PathClearQuotaV2, Drop: true, Times: 1})
+	before = calls()
+	if err := c.ClearQuota(ctx, appID, secret); err == nil || calls()-before != 1 {
+		t.Errorf("a lost answer: %v in %d calls, want a failure without a retry", err, calls()-before)
+	}
+
+	tests := []struct {
+		name          string
+		appid, secret string
+		want          int
+	}{
+		{"the 10 a month (2 here) used up", appID, secret, 48006},
+		{"a WeCom corp", corpID, corpSc, 40013},
+		{"a wrong secret", appID, "wrong-" + secret, 40125},
+	}
+	for _, tt := range tests {
+		err := c.ClearQuota(ctx, tt.appid, tt.secret)
+		var we *wechat.Error
+		if !errors.As(err, &we) || we.Code != tt.want || we.Op != wechat.OpClearQuota {
+			t.Errorf("%s: %v, want an *Error %d of %s", tt.name, err, tt.want, wechat.OpClearQuota)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the error holds the secret", tt.name)
+		}
 	}
 }

@@ -1,43 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
-)
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-var (
-	apiRE     = regexp.MustCompile(`API:\s+(http://\S+)`)
-	sandboxRE = regexp.MustCompile(`WeChat sandbox on (http://\S+)`)
 )
 
 // TestDevTwice runs the local stack as `make dev` does (against the test
@@ -47,29 +20,8 @@ func TestDevTwice(t *testing.T) {
 	state := t.TempDir()
 	sink := leakscan.Sink(t, "dev")
 	for round := 1; round <= 2; round++ {
-		ctx, cancel := context.WithCancel(context.Background())
-		out := &syncBuffer{}
-		done := make(chan error, 1)
-		go func() {
-			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-sandbox-addr", "127.0.0.1:0", "-state", state, "-every", "5s"}, io.MultiWriter(out, sink))
-		}()
-		var api, sandbox string
-		deadline := time.Now().Add(60 * time.Second)
-		for api == "" && time.Now().Before(deadline) {
-			select {
-			case err := <-done:
-				cancel()
-				t.Fatalf("round %d: dev ended early: %v\n%s", round, err, out.String())
-			case <-time.After(100 * time.Millisecond):
-			}
-			if m := apiRE.FindStringSubmatch(out.String()); m != nil && strings.Contains(out.String(), "Ctrl-C stops everything") {
-				api, sandbox = m[1], sandboxRE.FindStringSubmatch(out.String())[1]
-			}
-		}
-		if api == "" {
-			cancel()
-			t.Fatalf("round %d: no banner within a minute:\n%s", round, out.String())
-		}
+		d := launch(t, state, sink, "5s")
+		api, sandbox, out := d.api, d.sandbox, d.out
 		if !strings.Contains(out.String(), "curl -s -X POST "+api+"/v1/apps/demo/refresh") {
 			t.Errorf("the banner does not print the refresh curl:\n%s", out.String())
 		}
@@ -114,15 +66,7 @@ func TestDevTwice(t *testing.T) {
 			t.Error("the function log holds the token or the secret")
 		}
 
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("round %d: dev ended with %v", round, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: dev did not stop within 30 s of the interrupt", round)
-		}
+		d.stop(t)
 		if _, err := os.Stat(filepath.Join(state, "env")); !os.IsNotExist(err) {
 			t.Errorf("round %d: %s/env left behind", round, state)
 		}

@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer logFile.Close()
 	deps := cfg.BuildWith(awsCfg, logFile)
-	if err := writeEnv(*stateDir, "http://"+apiLn.Addr().String()); err != nil {
+	if err := writeEnv(*stateDir, "http://"+apiLn.Addr().String(), wx.url); err != nil {
 		return err
 	}
 	defer os.Remove(filepath.Join(*stateDir, "env"))
@@ -263,15 +263,19 @@ func setUp(ctx context.Context, cfg aws.Config, app string, wx *wechat) error {
 	return nil
 }
 
-// writeEnv records the engines' endpoints, the table, the prefix and the API
-// URL for `dev -token`, `wxtoken --local` (infra/wxtoken) and other shells.
-func writeEnv(stateDir, apiURL string) error {
+// writeEnv records the engines' endpoints, the table, the prefix, the API
+// URL and the WeChat sandbox's ("" for the real WeChat) for `dev -token`,
+// `wxtoken --local` (infra/wxtoken) and other shells.
+func writeEnv(stateDir, apiURL, wechatURL string) error {
 	var b strings.Builder
 	for _, k := range []string{"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SSM", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 		fmt.Fprintf(&b, "export %s=%s\n", k, os.Getenv(k))
 	}
 	// What `wxtoken --local` (infra/wxtoken) works against.
 	fmt.Fprintf(&b, "export %s=%s\nexport %s=%s\nexport %s=%s\n", config.EnvTable, table, config.EnvParameterPrefix, prefix, config.EnvAPIURL, apiURL)
+	if wechatURL != "" {
+		fmt.Fprintf(&b, "export %s=%s\n", config.EnvWeChatBaseURLs, wechatURL)
+	}
 	return os.WriteFile(filepath.Join(stateDir, "env"), []byte(b.String()), 0o644)
 }
 
@@ -293,6 +297,7 @@ Try:
   curl -s -X POST %[1]s/v1/apps/%[9]s/refresh -d '{"stale_token":"TOKEN"}'  # WeChat rejected TOKEN: refresh once
   curl -s %[1]s/v1/apps/%[9]s                                       # status: metadata, never the token
   make dev-token APP=%[9]s                                          # the token published in the local SSM
+  go run ./infra/wxtoken --local apps list                          # the operator command (README: Registering an app)
   # or with the AWS CLI, in another shell:
   source %[10]s && aws ssm get-parameter --with-decryption --name %[6]s/%[9]s/access_token --query Parameter.Value --output text
 

@@ -87,6 +87,20 @@ func (s *Sandbox) ClearFaults() {
 	s.faults = nil
 }
 
+// ClearFaultsOf removes the faults limited to appID (Fault.AppID), leaving
+// the others: one test's or one runbook step's fix ends its own faults only.
+func (s *Sandbox) ClearFaultsOf(appID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.faults[:0]
+	for _, f := range s.faults {
+		if f.AppID != appID {
+			kept = append(kept, f)
+		}
+	}
+	s.faults = kept
+}
+
 // takeFault returns the fault that fires for this call, if any, consuming one
 // of its Times.
 func (s *Sandbox) takeFault(path, appID string) *Fault {

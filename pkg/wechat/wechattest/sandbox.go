@@ -27,6 +27,9 @@
 //     a valid token of that account, resets its daily API call counts (see
 //     ClearQuota), at most Config.ClearQuotaMonthlyLimit (10) times a month
 //     (Beijing calendar), then 48006; 40013 for another account's appid.
+//   - POST /cgi-bin/clear_quota/v2?appid=...&appsecret=...: the same reset
+//     without a token (for when the token API's quota is used up and no
+//     token is left), sharing the monthly limit.
 //
 // Parameter errors (40002, 41002, 41004, 40013, 40001/40125 for a wrong
 // secret, 43001, 43002, 47001), daily quotas (45009), stable_token's minute
@@ -43,11 +46,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -142,7 +147,10 @@ const (
 	PathDomainIP    = "/cgi-bin/get_api_domain_ip"
 	PathCallbackIP  = "/cgi-bin/getcallbackip"
 	PathClearQuota  = "/cgi-bin/clear_quota"
-	AdminPrefix     = "/_sandbox/"
+	// PathClearQuotaV2 is clear_quota by appid and AppSecret, for when no
+	// valid token is left.
+	PathClearQuotaV2 = "/cgi-bin/clear_quota/v2"
+	AdminPrefix      = "/_sandbox/"
 )
 
 type tokenRec struct {
@@ -239,7 +247,7 @@ func (s *Sandbox) Revoke(appID string) {
 //
 //	GET    /_sandbox/stats   counters (Stats) as JSON
 //	POST   /_sandbox/faults  add a Fault (JSON body)
-//	DELETE /_sandbox/faults  remove every fault
+//	DELETE /_sandbox/faults  remove every fault (?appid=X: the faults limited to app X)
 //	POST   /_sandbox/clock   {"advance":"90m"} and/or {"speed":60}; answers {"now":...}
 //	POST   /_sandbox/apps    register an App (JSON body)
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -270,6 +278,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveBusiness(w, r)
 	case PathClearQuota:
 		s.serveClearQuota(w, r, body)
+	case PathClearQuotaV2:
+		s.serveClearQuotaV2(w, r, body)
 	default:
 		// WeChat answers unknown cgi paths with a JSON errcode.
 		writeErr(w, 48001, "api unauthorized")
@@ -282,6 +292,8 @@ func (s *Sandbox) appIDOf(r *http.Request, body []byte) string {
 	switch r.URL.Path {
 	case PathToken:
 		return q.Get("appid")
+	case PathClearQuotaV2:
+		return clearV2Params(q, body).AppID
 	case PathGetToken:
 		return q.Get("corpid")
 	case PathStableToken:
@@ -319,30 +331,14 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	switch {
-	case q.Get("grant_type") != "client_credential":
+	if q.Get("grant_type") != "client_credential" {
 		writeErr(w, 40002, "invalid grant_type")
-		return
-	case q.Get("appid") == "":
-		writeErr(w, 41002, "appid missing")
-		return
-	case q.Get("secret") == "":
-		writeErr(w, 41004, "appsecret missing")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.apps[q.Get("appid")]
-	if !ok || st.app.Kind == WeCom {
-		writeErr(w, 40013, "invalid appid")
-		return
-	}
-	if q.Get("secret") != st.app.Secret {
-		writeErr(w, 40001, "invalid credential, access_token is invalid or not latest, could get access_token by getStableAccessToken")
-		return
-	}
-	if ip, ok := denied(st.app, r); ok {
-		writeErr(w, 40164, whitelistMsg(ip))
+	st := s.accountLocked(w, r, q.Get("appid"), q.Get("secret"), 40001, "invalid credential, access_token is invalid or not latest, could get access_token by getStableAccessToken")
+	if st == nil {
 		return
 	}
 	now := s.Now()
@@ -380,30 +376,14 @@ func (s *Sandbox) serveStableToken(w http.ResponseWriter, r *http.Request, body 
 		writeErr(w, 47001, "data format error")
 		return
 	}
-	switch {
-	case req.GrantType != "client_credential":
+	if req.GrantType != "client_credential" {
 		writeErr(w, 40002, "invalid grant_type")
-		return
-	case req.AppID == "":
-		writeErr(w, 41002, "appid missing")
-		return
-	case req.Secret == "":
-		writeErr(w, 41004, "appsecret missing")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.apps[req.AppID]
-	if !ok || st.app.Kind == WeCom {
-		writeErr(w, 40013, "invalid appid")
-		return
-	}
-	if req.Secret != st.app.Secret {
-		writeErr(w, 40125, "invalid appsecret")
-		return
-	}
-	if ip, ok := denied(st.app, r); ok {
-		writeErr(w, 40164, whitelistMsg(ip))
+	st := s.accountLocked(w, r, req.AppID, req.Secret, 40125, "invalid appsecret")
+	if st == nil {
 		return
 	}
 	now := s.Now()
@@ -601,8 +581,56 @@ func (s *Sandbox) serveClearQuota(w http.ResponseWriter, r *http.Request, body [
 		writeErr(w, 48001, "api unauthorized")
 		return
 	}
-	if err := s.clearQuotaLocked(st, s.Now()); err != nil {
-		e := err.(*Error)
+	var e *Error
+	if err := s.clearQuotaLocked(st, s.Now()); errors.As(err, &e) {
+		writeErr(w, e.Code, e.Msg)
+		return
+	}
+	writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok"})
+}
+
+// clearV2Request is clear_quota/v2's parameters.
+type clearV2Request struct {
+	AppID     string `json:"appid"`
+	AppSecret string `json:"appsecret"`
+}
+
+// clearV2Params reads clear_quota/v2's appid and appsecret. WeChat's pages
+// disagree on where they go (newer ones: the JSON body; older ones and the
+// SDKs: the query string), so both are accepted, the query string first.
+func clearV2Params(q url.Values, body []byte) clearV2Request {
+	var req clearV2Request
+	_ = json.Unmarshal(body, &req)
+	if v := q.Get("appid"); v != "" {
+		req.AppID = v
+	}
+	if v := q.Get("appsecret"); v != "" {
+		req.AppSecret = v
+	}
+	return req
+}
+
+// serveClearQuotaV2 is POST /cgi-bin/clear_quota/v2 (clearQuotaByAppSecret):
+// clear_quota by appid and AppSecret, sharing the 10 resets a month. Its
+// documented errors are -1, 40013, 41002, 41004 and 48006. Two answers are
+// the sandbox's own, where WeChat documents nothing: 40125 for a wrong
+// secret, as the token API answers, and the IP whitelist, which WeChat
+// presumably applies to every call that carries the secret (unconfirmed;
+// wxtoken's functions never make this call, the operator does).
+func (s *Sandbox) serveClearQuotaV2(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method != http.MethodPost {
+		writeErr(w, 43002, "require POST method")
+		return
+	}
+	req := clearV2Params(r.URL.Query(), body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.accountLocked(w, r, req.AppID, req.AppSecret, 40125, "invalid appsecret")
+	if st == nil {
+		return
+	}
+	var e *Error
+	if err := s.clearQuotaLocked(st, s.Now()); errors.As(err, &e) {
 		writeErr(w, e.Code, e.Msg)
 		return
 	}
@@ -610,6 +638,32 @@ func (s *Sandbox) serveClearQuota(w http.ResponseWriter, r *http.Request, body [
 }
 
 // --- state helpers (s.mu held)
+
+// accountLocked checks the account of an Official Account / Mini Program
+// call that carries the secret — the appid and the secret given, the appid,
+// the secret (a wrong one is answered wrongCode, wrongMsg: the APIs differ)
+// and the IP whitelist — and answers the first failure, returning nil; or
+// returns the account.
+func (s *Sandbox) accountLocked(w http.ResponseWriter, r *http.Request, appID, secret string, wrongCode int, wrongMsg string) *appState {
+	st, ok := s.apps[appID]
+	switch {
+	case appID == "":
+		writeErr(w, 41002, "appid missing")
+	case secret == "":
+		writeErr(w, 41004, "appsecret missing")
+	case !ok || st.app.Kind == WeCom:
+		writeErr(w, 40013, "invalid appid")
+	case secret != st.app.Secret:
+		writeErr(w, wrongCode, wrongMsg)
+	default:
+		if ip, refused := denied(st.app, r); refused {
+			writeErr(w, 40164, whitelistMsg(ip))
+			return nil
+		}
+		return st
+	}
+	return nil
+}
 
 func (s *Sandbox) issueLocked(st *appState, api API, now time.Time) *tokenRec {
 	tok := newToken(s.cfg.TokenLength)

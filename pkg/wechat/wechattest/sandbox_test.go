@@ -630,3 +630,69 @@ func TestClockSpeed(t *testing.T) {
 		t.Errorf("clock at speed 3600 advanced only to %v after 20ms", got)
 	}
 }
+
+// TestClearQuotaV2: clear_quota/v2 resets the daily counts by appid and
+// AppSecret, without a token, with its parameters in the query string or
+// the body, and shares the monthly limit with clear_quota.
+func TestClearQuotaV2(t *testing.T) {
+	s := start(t, wechattest.Config{ClassicDailyQuota: 1, ClearQuotaMonthlyLimit: 2})
+	v2 := func(query, body string) answer {
+		return do(t, http.MethodPost, s.URL+wechattest.PathClearQuotaV2+query, body)
+	}
+	q := func(appid, secret string) string {
+		return "?" + url.Values{"appid": {appid}, "appsecret": {secret}}.Encode()
+	}
+	mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "2nd classic call of the day (quota 1)", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+
+	tests := []struct {
+		name        string
+		query, body string
+		want        int
+	}{
+		{"no appid", "", "", 41002},
+		{"no appsecret", "?appid=" + oaID, "", 41004},
+		{"unknown appid", q("wxnobody", oaSecret), "", 40013},
+		{"a WeCom corp", q(wwID, wwSecret), "", 40013},
+		{"wrong secret", q(oaID, "wrong"), "", 40125},
+	}
+	for _, tt := range tests {
+		wantCode(t, tt.name, v2(tt.query, tt.body).ErrCode, tt.want)
+	}
+	wantCode(t, "refused calls reset nothing", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+	wantCode(t, "GET", do(t, http.MethodGet, s.URL+wechattest.PathClearQuotaV2+q(oaID, oaSecret), "").ErrCode, 43002)
+
+	wantCode(t, "in the query string", v2(q(oaID, oaSecret), "").ErrCode, 0)
+	mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "quota used up again", classic(t, s, oaID, oaSecret).ErrCode, 45009)
+	b, _ := json.Marshal(map[string]string{"appid": oaID, "appsecret": oaSecret})
+	wantCode(t, "in the body", v2("", string(b)).ErrCode, 0)
+	mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "3rd reset of the month (limit 2)", v2(q(oaID, oaSecret), "").ErrCode, 48006)
+	wantSandboxErr(t, "the limit is shared with clear_quota", s.ClearQuota(oaID), 48006)
+	if got := s.Calls(wechattest.PathClearQuotaV2, oaID); got != 6 {
+		t.Errorf("%d clear_quota/v2 calls counted for %s, want 6", got, oaID)
+	}
+}
+
+// TestClearFaultsOfOneApp: DELETE /_sandbox/faults?appid=X ends X's faults
+// and leaves the others'.
+func TestClearFaultsOfOneApp(t *testing.T) {
+	s := start(t, wechattest.Config{})
+	s.Inject(wechattest.Fault{AppID: oaID, ErrCode: 40243})
+	s.Inject(wechattest.Fault{AppID: mpID, ErrCode: 50004})
+	req, err := http.NewRequest(http.MethodDelete, s.URL+"/_sandbox/faults?appid="+oaID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE /_sandbox/faults?appid=: %d", resp.StatusCode)
+	}
+	mustToken(t, classic(t, s, oaID, oaSecret))
+	wantCode(t, "the other app's fault", classic(t, s, mpID, mpSecret).ErrCode, 50004)
+}

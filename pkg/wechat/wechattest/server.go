@@ -165,7 +165,11 @@ func (s *Sandbox) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, map[string]any{"ok": true})
 		}
 	case "DELETE " + AdminPrefix + "faults":
-		s.ClearFaults()
+		if appID := r.URL.Query().Get("appid"); appID != "" {
+			s.ClearFaultsOf(appID)
+		} else {
+			s.ClearFaults()
+		}
 		writeJSON(w, map[string]any{"ok": true})
 	case "POST " + AdminPrefix + "clock":
 		var c struct {
