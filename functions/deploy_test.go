@@ -877,8 +877,15 @@ func (d *deployment) checkConsumerPolicy(t *testing.T) {
 		t.Errorf("actions %v, want ssm:GetParameter and execute-api:Invoke only", sortedKeys(actions))
 	}
 	region := d.cfg.Region
-	if ssmRes := actions["ssm:GetParameter"]; len(ssmRes) != 1 || !strings.HasPrefix(ssmRes[0], "arn:aws:ssm:"+region+":") || !strings.HasSuffix(ssmRes[0], ":parameter"+d.prefix+"/*/access_token") {
-		t.Errorf("ssm:GetParameter on %v, want the published tokens under %s only", ssmRes, d.prefix)
+	// The published token and tickets (pkg/registry's leaves), nothing else.
+	leaves := []string{registry.TokenLeaf, registry.TicketJSAPI.ParameterLeaf(), registry.TicketCard.ParameterLeaf(), registry.TicketAgentConfig.ParameterLeaf()}
+	ssmRes := actions["ssm:GetParameter"]
+	ok := len(ssmRes) == len(leaves)
+	for i := 0; ok && i < len(leaves); i++ {
+		ok = strings.HasPrefix(ssmRes[i], "arn:aws:ssm:"+region+":") && strings.HasSuffix(ssmRes[i], ":parameter"+d.prefix+"/*/"+leaves[i])
+	}
+	if !ok {
+		t.Errorf("ssm:GetParameter on %v, want the published tokens and tickets (%v) under %s only", ssmRes, leaves, d.prefix)
 	}
 	api := actions["execute-api:Invoke"]
 	if len(api) != 2 || !strings.HasSuffix(api[0], "/*/POST/v1/apps/*/refresh") || !strings.HasSuffix(api[1], "/*/GET/v1/apps/*") {

@@ -11,8 +11,11 @@ import (
 
 // Errors callers branch on.
 var (
-	ErrUnknownApp  = errors.New("refresh: unknown app")
-	ErrLockTimeout = errors.New("refresh: timed out waiting for the refresh in progress")
+	ErrUnknownApp = errors.New("refresh: unknown app")
+	// ErrUnknownTicket: the app is registered but has not opted into the
+	// ticket asked for.
+	ErrUnknownTicket = errors.New("refresh: ticket not registered for the app")
+	ErrLockTimeout   = errors.New("refresh: timed out waiting for the refresh in progress")
 	// ErrUnverified: a caller claimed the published token invalid, WeChat
 	// could not be asked (the check failed), and replacing the token
 	// would rotate it for everybody; it was kept.

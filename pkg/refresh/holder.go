@@ -22,7 +22,10 @@ var errNoSecret = errors.New("refresh: the app's secret parameter does not exist
 // table (the fencing write), publish to SSM, confirm the version, release.
 // Every call runs under work, which ends LeaseMargin before the lease does.
 type txn struct {
-	r     *Refresher
+	r *Refresher
+	c cred
+	// a is c.rules(): the registration the decisions read, named by the
+	// credential's key (the lease and store calls' name).
 	a     registry.App
 	q     request
 	st    lease.State // as of the acquisition, updated by reconcile
@@ -42,12 +45,16 @@ type txn struct {
 // hold does the work of a lease holder. The lease lasts until
 // acquired+LeaseDuration; every call below runs under a context that ends
 // LeaseMargin before that, counted on the refresher's clock (P4).
-func (r *Refresher) hold(ctx context.Context, a registry.App, q request, st lease.State, owner string, acquired time.Time) (Result, error) {
+func (r *Refresher) hold(ctx context.Context, c cred, q request, st lease.State, owner string, acquired time.Time) (Result, error) {
 	left := acquired.Add(r.leaseDuration() - r.leaseMargin()).Sub(r.now())
 	work, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	t := &txn{r: r, a: a, q: q, st: st, owner: owner, ctx: ctx, work: work,
-		log: r.logger().With("app", a.Name, "reason", q.kind.String(), "from_generation", st.Generation)}
+	log := r.logger().With("app", c.app.Name)
+	if c.ticket != "" {
+		log = log.With("ticket", string(c.ticket))
+	}
+	t := &txn{r: r, c: c, a: c.rules(), q: q, st: st, owner: owner, ctx: ctx, work: work,
+		log: log.With("reason", q.kind.String(), "from_generation", st.Generation)}
 	res, err := t.run()
 	t.release()
 	return res, err
@@ -125,7 +132,7 @@ func (t *txn) check() (Result, error, bool) {
 func (t *txn) admit() *RefusedError {
 	sv := int64(0)
 	if pausedFor(t.st, t.q.kind, t.now) {
-		sv = t.r.secretVersion(t.work, t.a.Name)
+		sv = t.r.secretVersion(t.work, t.c.app.Name)
 	}
 	f := admit(t.a, t.st, t.q.kind, t.now, sv)
 	if f == nil {
@@ -140,7 +147,9 @@ func (t *txn) admit() *RefusedError {
 // call that would rotate the token is not made; stable normal mode cannot
 // rotate it, so it goes on.
 func (t *txn) verify() (drift bool, res Result, err error, done bool) {
-	if t.q.kind != onDemand || t.cur.Token == "" {
+	if t.q.kind != onDemand || t.cur.Token == "" || t.c.ticket != "" {
+		// WeChat has no call that checks a ticket: a claim against one is
+		// taken at its word, within the interval and the budget.
 		return false, Result{}, nil, false
 	}
 	r := t.r
@@ -186,10 +195,12 @@ func (t *txn) fetch() (wechat.Token, error) {
 	t.fields.CallsDay, t.fields.CallsToday = &day, &calls
 	var tok wechat.Token
 	var err error
-	switch t.a.Mode {
-	case registry.Classic:
+	switch {
+	case t.c.ticket != "":
+		tok, err = t.fetchTicket()
+	case t.a.Mode == registry.Classic:
 		tok, err = r.WeChat.Token(t.work, t.a.AppID, t.secret)
-	case registry.GetToken:
+	case t.a.Mode == registry.GetToken:
 		tok, err = r.WeChat.WeComToken(t.work, t.a.AppID, t.secret)
 	default:
 		tok, err = r.WeChat.StableToken(t.work, t.a.AppID, t.secret, t.q.kind == force)
@@ -212,7 +223,7 @@ func (t *txn) readSecret() error {
 	if t.secret != "" {
 		return nil
 	}
-	s, v, err := t.r.Store.Secret(t.work, t.a.Name)
+	s, v, err := t.r.Store.Secret(t.work, t.c.app.Name)
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return errNoSecret
 	}

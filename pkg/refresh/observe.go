@@ -79,10 +79,13 @@ func failureEvent(a registry.App, q request, err error, calls int) Event {
 	return Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeFailed, Class: ClassOf(err), ErrCode: ErrCode(err), CallsToday: calls}
 }
 
-// Status is an app's registration and token metadata, for the status route.
-// It never holds the token or the secret.
+// Status is an app's registration and token metadata, for the status route,
+// with the same metadata for each of its tickets in Tickets. It never holds
+// the token, a ticket or the secret.
 type Status struct {
-	App      string
+	App string
+	// Ticket is set in the Status of a ticket (an element of Tickets).
+	Ticket   registry.Ticket
 	AppID    string
 	Kind     string
 	Mode     string
@@ -117,6 +120,8 @@ type Status struct {
 	LastDriftAt       time.Time
 	// LeaseUntil is set while a refresh holds the lease.
 	LeaseUntil time.Time
+	// Tickets are the app's tickets' metadata, by ticket name.
+	Tickets []Status
 }
 
 // Status returns app's registration and metadata. It returns ErrUnknownApp
@@ -130,6 +135,24 @@ func (r *Refresher) Status(ctx context.Context, app string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("refresh: %s: %w", app, err)
 	}
+	cs := credsOf(a)
+	s, err := r.statusOf(ctx, cs[0])
+	if err != nil {
+		return Status{}, err
+	}
+	for _, c := range cs[1:] {
+		ts, err := r.statusOf(ctx, c)
+		if err != nil {
+			return Status{}, err
+		}
+		s.Tickets = append(s.Tickets, ts)
+	}
+	return s, nil
+}
+
+// statusOf is one credential's Status.
+func (r *Refresher) statusOf(ctx context.Context, c cred) (Status, error) {
+	a := c.rules()
 	st, err := r.Leases.Get(ctx, a.Name)
 	if err != nil {
 		return Status{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
@@ -142,12 +165,15 @@ func (r *Refresher) Status(ctx context.Context, app string) (Status, error) {
 		return Status{}, fmt.Errorf("refresh: %s: %w", a.Name, err)
 	}
 	s := Status{
-		App: a.Name, AppID: a.AppID, Kind: string(a.Kind), Mode: string(a.Mode), Disabled: a.Disabled,
+		App: c.app.Name, Ticket: c.ticket, AppID: a.AppID, Kind: string(a.Kind), Mode: string(a.Mode), Disabled: a.Disabled,
 		Version: v, Published: v > 0 && st.HasToken() && st.Version == v,
 		Generation: st.Generation, Fingerprint: st.Fingerprint, FetchedAt: st.FetchedAt, ExpiresAt: st.ExpiresAt,
 		DailyBudget: a.DailyBudget,
 		LastError:   st.LastError, LastErrCode: st.LastErrCode, ErrorClass: st.LastErrorClass, LastErrorAt: st.LastErrorAt,
 		BlockedUntil: st.BlockedUntil, ForceBlockedUntil: st.ForceBlockedUntil, LastOnDemandAt: st.LastOnDemandAt, DriftCount: st.DriftCount, LastDriftAt: st.LastDriftAt,
+	}
+	if c.ticket != "" {
+		s.Mode = "" // a ticket has no credential API mode
 	}
 	now := r.now()
 	if st.CallsDay == beijingDay(now) {

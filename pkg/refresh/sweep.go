@@ -28,9 +28,12 @@ const (
 	StatusDeferred  RunStatus = "deferred"  // the run ran out of time before the app's turn
 )
 
-// Outcome is what a scheduled run did for one app.
+// Outcome is what a scheduled run did for one credential: an app's token
+// (App is the app's name) or one of its tickets (App is "app#ticket", the
+// credential's key, and Ticket is set).
 type Outcome struct {
 	App    string
+	Ticket registry.Ticket
 	Status RunStatus
 	Err    error
 	Result Result
@@ -39,8 +42,9 @@ type Outcome struct {
 	ExpiresAt time.Time
 }
 
-// Report is a scheduled run's account.
+// Report is a scheduled run's account: one Outcome per credential.
 type Report struct {
+	// Apps counts the registered apps (valid or not), not their tickets.
 	Apps     int
 	Outcomes []Outcome
 	Elapsed  time.Duration
@@ -57,10 +61,10 @@ func (rep Report) Count(status RunStatus) int {
 	return n
 }
 
-// job is one app's work in a scheduled run.
+// job is one credential's work in a scheduled run.
 type job struct {
-	app registry.App
-	st  lease.State
+	c  cred
+	st lease.State
 	// what: refresh a due app, look whether a replaced secret ended its
 	// pause, or compare its SSM version with the table.
 	what jobKind
@@ -93,6 +97,7 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("refresh: %w", err)
 	}
+	// By credential key (lease.State.App is the key).
 	byApp := make(map[string]lease.State, len(states))
 	for _, st := range states {
 		byApp[st.App] = st
@@ -109,32 +114,37 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 		rep.Outcomes = append(rep.Outcomes, Outcome{App: name, Status: StatusInvalid, Err: e})
 	}
 	for _, a := range apps {
-		registered[a.Name] = true
+		for _, c := range credsOf(a) {
+			registered[c.key()] = true
+		}
 	}
 	now := r.now()
 	r.cleanup(ctx, states, registered, now)
 
 	var jobs []job
-	for _, a := range apps {
-		if a.Disabled {
+	for _, app := range apps {
+		if app.Disabled {
 			continue
 		}
-		st := byApp[a.Name]
-		switch {
-		case pausedFor(st, scheduled, now) && st.BlockedSecretVersion == 0:
-			rep.Outcomes = append(rep.Outcomes, blockedOutcome(a, st, now))
-		case pausedFor(st, scheduled, now):
-			jobs = append(jobs, job{app: a, st: st, what: jobPaused})
-		case st.HasToken() && st.Version > 0 && due(r.policy(), a, st, true, st.ExpiresAt, now) == NotDue:
-			// A cheap pre-filter on the listed state; hold decides again
-			// under the lease.
-			if r.checkTurn(a.Name, now) {
-				jobs = append(jobs, job{app: a, st: st, what: jobCheck})
-			} else {
-				rep.Outcomes = append(rep.Outcomes, Outcome{App: a.Name, Status: StatusNotDue})
+		for _, c := range credsOf(app) {
+			a := c.rules()
+			st := byApp[a.Name]
+			switch {
+			case pausedFor(st, scheduled, now) && st.BlockedSecretVersion == 0:
+				rep.Outcomes = append(rep.Outcomes, blockedOutcome(c, st, now))
+			case pausedFor(st, scheduled, now):
+				jobs = append(jobs, job{c: c, st: st, what: jobPaused})
+			case st.HasToken() && st.Version > 0 && due(r.policy(), a, st, true, st.ExpiresAt, now) == NotDue:
+				// A cheap pre-filter on the listed state; hold decides
+				// again under the lease.
+				if r.checkTurn(a.Name, now) {
+					jobs = append(jobs, job{c: c, st: st, what: jobCheck})
+				} else {
+					rep.Outcomes = append(rep.Outcomes, c.outcome(StatusNotDue, nil))
+				}
+			default:
+				jobs = append(jobs, job{c: c, st: st, what: jobDue})
 			}
-		default:
-			jobs = append(jobs, job{app: a, st: st, what: jobDue})
 		}
 	}
 	order(jobs, now)
@@ -162,11 +172,16 @@ func (r *Refresher) cleanup(ctx context.Context, states []lease.State, registere
 	}
 }
 
-func blockedOutcome(a registry.App, st lease.State, now time.Time) Outcome {
+func blockedOutcome(c cred, st lease.State, now time.Time) Outcome {
 	// Paused after a WeChat error (P6): reported on every run, so that
 	// what needs a person keeps saying so.
-	return Outcome{App: a.Name, Status: StatusBlocked, Err: &RefusedError{
-		App: a.Name, Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Class: Class(st.LastErrorClass)}}
+	return c.outcome(StatusBlocked, &RefusedError{
+		App: c.key(), Reason: ReasonBlocked, RetryAfter: st.BlockedUntil.Sub(now), ErrCode: st.LastErrCode, Class: Class(st.LastErrorClass)})
+}
+
+// outcome is the credential's Outcome with status and err.
+func (c cred) outcome(status RunStatus, err error) Outcome {
+	return Outcome{App: c.key(), Ticket: c.ticket, Status: status, Err: err}
 }
 
 // recentFailureWindow: an app whose last attempt failed for a transient
@@ -225,58 +240,61 @@ func (r *Refresher) work(ctx context.Context, jobs []job) []Outcome {
 
 // do runs one job.
 func (r *Refresher) do(ctx context.Context, j job, p *pacer) Outcome {
-	a := j.app
+	c, a := j.c, j.c.rules()
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < MinRunTime {
 		// Too little time left for a WeChat call and a publish: leave it
 		// to the next run rather than start what cannot finish.
 		if j.what == jobCheck {
-			return Outcome{App: a.Name, Status: StatusNotDue}
+			return c.outcome(StatusNotDue, nil)
 		}
-		return Outcome{App: a.Name, Status: StatusDeferred}
+		return c.outcome(StatusDeferred, nil)
 	}
 	switch j.what {
 	case jobCheck:
 		// P4: a run that finds SSM and the table disagree repairs SSM.
 		if p.wait(ctx) != nil {
-			return Outcome{App: a.Name, Status: StatusNotDue}
+			return c.outcome(StatusNotDue, nil)
 		}
 		v, err := r.Store.Version(ctx, a.Name)
 		if err != nil || v == j.st.Version {
-			return Outcome{App: a.Name, Status: StatusNotDue}
+			return c.outcome(StatusNotDue, nil)
 		}
 	case jobPaused:
 		if p.wait(ctx) != nil {
-			return blockedOutcome(a, j.st, r.now())
+			return blockedOutcome(c, j.st, r.now())
 		}
 		now := r.now()
-		if admit(a, j.st, scheduled, now, r.secretVersion(ctx, a.Name)) != nil {
-			return blockedOutcome(a, j.st, now)
+		if admit(a, j.st, scheduled, now, r.secretVersion(ctx, c.app.Name)) != nil {
+			return blockedOutcome(c, j.st, now)
 		}
 	}
-	return r.refreshOne(ctx, a)
+	return r.refreshOne(ctx, c)
 }
 
-// refreshOne runs one app's scheduled refresh, capped at AttemptTimeout. (A
-// refresh that starts runs under a context ending at the earlier of the
-// deadline and the lease's end, so the lease still cannot outlive it.)
-func (r *Refresher) refreshOne(ctx context.Context, a registry.App) Outcome {
+// refreshOne runs one credential's scheduled refresh, capped at
+// AttemptTimeout. (A refresh that starts runs under a context ending at the
+// earlier of the deadline and the lease's end, so the lease still cannot
+// outlive it.)
+func (r *Refresher) refreshOne(ctx context.Context, c cred) Outcome {
 	actx, cancel := context.WithTimeout(ctx, r.attemptTimeout())
 	defer cancel()
-	res, err := r.run(actx, a, request{kind: scheduled})
+	res, err := r.run(actx, c, request{kind: scheduled})
 	var refused *RefusedError
 	switch {
 	case err == nil:
-		return Outcome{App: a.Name, Status: StatusRefreshed, Result: res}
+		o := c.outcome(StatusRefreshed, nil)
+		o.Result = res
+		return o
 	case errors.Is(err, errNotDue):
-		return Outcome{App: a.Name, Status: StatusNotDue}
+		return c.outcome(StatusNotDue, nil)
 	case errors.Is(err, errBusy):
-		return Outcome{App: a.Name, Status: StatusBusy}
+		return c.outcome(StatusBusy, nil)
 	case errors.As(err, &refused) && refused.Reason == ReasonBlocked:
-		return Outcome{App: a.Name, Status: StatusBlocked, Err: err}
+		return c.outcome(StatusBlocked, err)
 	case errors.As(err, &refused):
-		return Outcome{App: a.Name, Status: StatusRefused, Err: err}
+		return c.outcome(StatusRefused, err)
 	default:
-		return Outcome{App: a.Name, Status: StatusFailed, Err: err}
+		return c.outcome(StatusFailed, err)
 	}
 }
 

@@ -21,7 +21,8 @@ var errNotDue = errors.New("refresh: not due")
 // run takes the lease (or waits for its holder) and refreshes. A caller waits
 // as long as its context allows (WaitTimeout when it has no deadline): the
 // holder's own work is bounded by the lease.
-func (r *Refresher) run(ctx context.Context, a registry.App, q request) (Result, error) {
+func (r *Refresher) run(ctx context.Context, c cred, q request) (Result, error) {
+	a := c.rules()
 	waitCtx := ctx
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -50,7 +51,7 @@ func (r *Refresher) run(ctx context.Context, a registry.App, q request) (Result,
 		// removed, disabled or changed the app since (a run lists the apps
 		// once; a caller may have waited). Read it again under the lease,
 		// so a removed app is never fetched and published again.
-		cur, err := r.app(ctx, a.Name)
+		cur, err := r.credential(ctx, c.app.Name, c.ticket)
 		if err != nil {
 			r.releaseUnused(ctx, a.Name, owner)
 			return Result{}, err

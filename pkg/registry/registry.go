@@ -13,6 +13,8 @@
 //	daily_budget      N  WeChat credential calls wxtoken may make per Beijing day
 //	min_interval_s    N  minimum seconds between on-demand refreshes (default 60)
 //	disabled          BOOL  true: keep the item but stop refreshing
+//	tickets           SS tickets kept fresh beside the token: jsapi, wx_card
+//	                     (Official Accounts); jsapi, agent_config (WeCom)
 //
 // Errors wrap the SDK's; ErrNotFound and *InvalidError are returned for a
 // missing or malformed app.
@@ -92,6 +94,9 @@ type App struct {
 	// MinInterval is the minimum time between on-demand refreshes.
 	MinInterval time.Duration
 	Disabled    bool
+	// Tickets are the tickets kept fresh beside the token, each refreshed
+	// RefreshMargin before it expires.
+	Tickets TicketSet
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -256,6 +261,9 @@ func Decode(name string, item map[string]types.AttributeValue) (App, error) {
 	if v, ok := item["disabled"].(*types.AttributeValueMemberBOOL); ok {
 		app.Disabled = v.Value
 	}
+	if app.Tickets, err = decodeTickets(app.Kind, item); err != nil {
+		return bad("%v", err)
+	}
 	// The rules that protect WeChat's quota hold for stored items too
 	// (validate.go); the rest are checked when an operator registers.
 	if err := checkStored(app); err != nil {
@@ -285,6 +293,9 @@ func Item(app App) map[string]types.AttributeValue {
 	num("min_interval_s", int64(app.MinInterval/time.Second))
 	if app.Disabled {
 		item["disabled"] = &types.AttributeValueMemberBOOL{Value: true}
+	}
+	if ts := ticketsAttribute(app.Tickets); ts != nil {
+		item["tickets"] = ts
 	}
 	return item
 }

@@ -1,7 +1,11 @@
-// Package tokenstore publishes access tokens to SSM Parameter Store and reads
-// them back: one SecureString per app at {prefix}/{app}/access_token whose
-// value is the raw token, so `aws ssm get-parameter --with-decryption` is all
-// a consumer needs, and whose Version goes up with every new token.
+// Package tokenstore publishes access tokens and tickets to SSM Parameter
+// Store and reads them back: one SecureString per credential, at
+// {prefix}/{app}/access_token for an app's token and {prefix}/{app}/
+// jsapi_ticket, wx_card_ticket or agent_config_ticket for its tickets, whose
+// value is the raw credential, so `aws ssm get-parameter --with-decryption`
+// is all a consumer needs, and whose Version goes up with every new one.
+// The methods that take a key take a registry.Credential key: the app's
+// name for its token, "app#ticket" for a ticket.
 //
 // It also reads app secrets, which operators keep as SecureStrings at
 // {prefix}/{app}/secret.
@@ -22,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
 // ErrNotFound means the parameter (or the requested version of it) does not
@@ -59,8 +65,12 @@ func New(client SSM, prefix, keyID string) *Store {
 	return &Store{client: client, prefix: strings.TrimRight(prefix, "/"), keyID: keyID}
 }
 
-// TokenName returns the parameter name of an app's token.
-func (s *Store) TokenName(app string) string { return s.prefix + "/" + app + "/access_token" }
+// TokenName returns the parameter name of a credential by its key: an
+// app's name for its token, "app#ticket" for a ticket.
+func (s *Store) TokenName(key string) string {
+	c := registry.ParseCredentialKey(key)
+	return s.prefix + "/" + c.App + "/" + c.ParameterLeaf()
+}
 
 // SecretName returns the parameter name of an app's secret.
 func (s *Store) SecretName(app string) string { return s.prefix + "/" + app + "/secret" }

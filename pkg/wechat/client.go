@@ -1,8 +1,10 @@
 // Package wechat is wxtoken's client for WeChat's credential APIs: the
 // classic access token (GET /cgi-bin/token), the stable access token
 // (POST /cgi-bin/stable_token, normal and force_refresh modes), WeCom's
-// gettoken, and a cheap business call that tells whether a token is still
-// accepted (GET /cgi-bin/get_api_domain_ip).
+// gettoken, the tickets issued against a token (an Official Account's
+// jsapi_ticket and card api_ticket, WeCom's jsapi and agent_config
+// tickets; ticket.go), clear_quota/v2, and a cheap business call that tells
+// whether a token is still accepted (GET /cgi-bin/get_api_domain_ip).
 //
 // Every answer is validated before it becomes a Token: an errcode becomes an
 // *Error, anything else unusable a *ResponseError, a failed exchange a
@@ -243,7 +245,13 @@ func (c *Client) ClearQuota(ctx context.Context, appID, secret string) error {
 
 // fetchToken runs a credential call and validates the token it returns.
 func (c *Client) fetchToken(ctx context.Context, op string, bases []string, idempotent bool, secret string, build func(base string) (*http.Request, error)) (Token, error) {
-	ans, host, err := c.do(ctx, op, bases, idempotent, secret, build)
+	return c.fetchCredential(ctx, op, "access_token", bases, idempotent, secret, build)
+}
+
+// fetchCredential runs a call that answers a credential in field
+// ("access_token", "ticket") with its expires_in, and validates both.
+func (c *Client) fetchCredential(ctx context.Context, op, field string, bases []string, idempotent bool, sensitive string, build func(base string) (*http.Request, error)) (Token, error) {
+	ans, host, err := c.do(ctx, op, bases, idempotent, sensitive, build)
 	if err != nil {
 		return Token{}, err
 	}
@@ -251,13 +259,16 @@ func (c *Client) fetchToken(ctx context.Context, op string, bases []string, idem
 		return Token{}, &ResponseError{Op: op, Host: host, Reason: fmt.Sprintf(format, args...)}
 	}
 	tok := ans.AccessToken
+	if field == "ticket" {
+		tok = ans.Ticket
+	}
 	switch {
 	case tok == "":
-		return bad("no access_token")
+		return bad("no %s", field)
 	case len(tok) > MaxTokenLength:
-		return bad("access_token of %d bytes exceeds %d", len(tok), MaxTokenLength)
+		return bad("%s of %d bytes exceeds %d", field, len(tok), MaxTokenLength)
 	case !printable(tok):
-		return bad("access_token contains characters WeChat does not issue")
+		return bad("%s contains characters WeChat does not issue", field)
 	}
 	if ans.ExpiresIn == "" {
 		return bad("no expires_in")
@@ -281,6 +292,7 @@ type answer struct {
 	ErrCode     int         `json:"errcode"`
 	ErrMsg      string      `json:"errmsg"`
 	AccessToken string      `json:"access_token"`
+	Ticket      string      `json:"ticket"`
 	ExpiresIn   json.Number `json:"expires_in"`
 	IPList      []string    `json:"ip_list"`
 

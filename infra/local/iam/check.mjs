@@ -502,7 +502,7 @@ function printGroups(groups) {
 const PARTITION_SSM = 'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ParameterPrefix}'
 const MUTATIONS = [
   { label: 'scheduled PutParameter on the whole prefix', block: 'ScheduledRefreshRole',
-    from: `Resource: !Sub ${PARTITION_SSM}/*/access_token`, to: `Resource: !Sub ${PARTITION_SSM}/*` },
+    from: `- !Sub "${PARTITION_SSM}/*/access_token"`, to: `- !Sub "${PARTITION_SSM}/*"` },
   { label: 'scheduled role without dynamodb:Scan', block: 'ScheduledRefreshRole',
     from: '- dynamodb:Scan', to: '# - dynamodb:Scan (mutated away)' },
   { label: 'API role with dynamodb:DeleteItem', block: 'RefreshApiRole',
@@ -527,12 +527,12 @@ const MUTATIONS = [
   { label: 'API role without the version selector', block: 'RefreshApiRole',
     from: `- !Sub ${PARTITION_SSM}/*/access_token:*`, to: '# version selector mutated away' },
   { label: 'consumer reads secrets too', block: 'ConsumerPolicy',
-    from: `Resource: !Sub ${PARTITION_SSM}/*/access_token`, to: `Resource: !Sub ${PARTITION_SSM}/*` },
+    from: `- !Sub ${PARTITION_SSM}/*/access_token`, to: `- !Sub ${PARTITION_SSM}/*` },
   { label: "scheduled role logs to the API's group", block: 'ScheduledRefreshRole',
     from: 'Resource: !GetAtt ScheduledRefreshLogGroup.Arn', to: 'Resource: !GetAtt RefreshApiLogGroup.Arn' },
   { label: 'API PublishTokens with a literal aws partition', block: 'RefreshApiRole',
-    from: `Resource: !Sub ${PARTITION_SSM}/*/access_token`,
-    to: 'Resource: !Sub arn:aws:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ParameterPrefix}/*/access_token' },
+    from: `- !Sub "${PARTITION_SSM}/*/access_token"`,
+    to: '- !Sub "arn:aws:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ParameterPrefix}/*/access_token"' },
   { label: 'scheduled role with an unused dynamodb:DescribeTable', block: 'ScheduledRefreshRole',
     from: '- dynamodb:Scan', to: '- dynamodb:Scan\n- dynamodb:DescribeTable' },
 ]

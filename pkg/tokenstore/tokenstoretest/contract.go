@@ -74,6 +74,25 @@ func contractCases() []contractCase {
 			if !ok || !strings.HasPrefix(prefix, "/") || sec != prefix+"/shop/secret" {
 				t.Errorf("TokenName %s, SecretName %s: want {prefix}/shop/access_token and {prefix}/shop/secret", tok, sec)
 			}
+			for _, c := range []struct{ key, leaf string }{
+				{"shop#jsapi", "/shop/jsapi_ticket"}, {"shop#wx_card", "/shop/wx_card_ticket"}, {"shop#agent_config", "/shop/agent_config_ticket"},
+			} {
+				if got := s.TokenName(c.key); got != prefix+c.leaf {
+					t.Errorf("TokenName(%s) = %s, want %s", c.key, got, prefix+c.leaf)
+				}
+			}
+		}},
+		{"a ticket is a parameter of its own beside the token", func(t *testing.T, ctx context.Context, s Subject) {
+			put(t, ctx, s, "shop", token(1))
+			if v := put(t, ctx, s, "shop#jsapi", token(2)); v != 1 {
+				t.Errorf("the ticket's first version is %d, want 1", v)
+			}
+			if got, v, err := s.Get(ctx, "shop"); err != nil || got != token(1) || v != 1 {
+				t.Errorf("the token after a ticket's Put: version %d, same token %v, %v", v, got == token(1), err)
+			}
+			if got, _, err := s.Get(ctx, "shop#jsapi"); err != nil || got != token(2) {
+				t.Errorf("the ticket: same %v, %v", got == token(2), err)
+			}
 		}},
 		{"versions start at 1 and go up by one per Put", func(t *testing.T, ctx context.Context, s Subject) {
 			for i := 1; i <= 3; i++ {

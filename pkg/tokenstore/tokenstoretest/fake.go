@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/faulthook"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 )
@@ -98,8 +99,13 @@ func (f *Fake) SetFault(fn func(op Op, app string) Fault) { f.hook.Set(fn) }
 // and canceled contexts included); PutSecret and Delete are not counted.
 func (f *Fake) Calls(op Op) int { return f.hook.Calls(op) }
 
-// TokenName returns the parameter name of an app's token.
-func (f *Fake) TokenName(app string) string { return f.prefix + "/" + app + "/access_token" }
+// TokenName returns the parameter name of a credential by its key (an
+// app's name for its token, "app#ticket" for a ticket), as the Store names
+// it.
+func (f *Fake) TokenName(key string) string {
+	c := registry.ParseCredentialKey(key)
+	return f.prefix + "/" + c.App + "/" + c.ParameterLeaf()
+}
 
 // SecretName returns the parameter name of an app's secret.
 func (f *Fake) SecretName(app string) string { return f.prefix + "/" + app + "/secret" }

@@ -31,6 +31,13 @@ func TestConfigDefaults(t *testing.T) {
 		{"WeComDailyQuota", got.WeComDailyQuota, 0},
 		{"ClearQuotaMonthlyLimit", got.ClearQuotaMonthlyLimit, 10},
 		{"TokenLength", got.TokenLength, 512},
+		{"TicketLifetime", got.TicketLifetime, 7200 * time.Second},
+		{"TicketRotation", got.TicketRotation, wechattest.TicketSame},
+		{"TicketGrace", got.TicketGrace, time.Duration(0)},
+		{"TicketDailyQuota", got.TicketDailyQuota, 1000},
+		{"WeComTicketHourlyPerCorp", got.WeComTicketHourlyPerCorp, 400},
+		{"WeComTicketHourlyPerApp", got.WeComTicketHourlyPerApp, 100},
+		{"TicketLength", got.TicketLength, 86},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -51,6 +58,8 @@ func TestConfigDefaults(t *testing.T) {
 		TokenLifetime: time.Hour, Grace: time.Minute, StableWindow: 2 * time.Minute,
 		ForceRefreshInterval: time.Second, ForceRefreshDailyLimit: 3, ClassicDailyQuota: 4,
 		StableDailyQuota: 5, StableMinuteQuota: 6, WeComDailyQuota: 7, TokenLength: 600, ClearQuotaMonthlyLimit: 8,
+		TicketLifetime: 3 * time.Hour, TicketRotation: wechattest.TicketNewEndsOld, TicketGrace: 9 * time.Second,
+		TicketDailyQuota: 10, WeComTicketHourlyPerCorp: 11, WeComTicketHourlyPerApp: 12, TicketLength: 13,
 		Clock: wechattest.NewClock(defT0, 0),
 	}
 	if kept := wechattest.New(own).Config(); kept != own {

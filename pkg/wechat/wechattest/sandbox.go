@@ -27,6 +27,13 @@
 //     a valid token of that account, resets its daily API call counts (see
 //     ClearQuota), at most Config.ClearQuotaMonthlyLimit (10) times a month
 //     (Beijing calendar), then 48006; 40013 for another account's appid.
+//   - GET /cgi-bin/ticket/getticket?access_token=...&type=jsapi|wx_card
+//     (Official Accounts), GET /cgi-bin/get_jsapi_ticket and GET
+//     /cgi-bin/ticket/get?type=agent_config (WeCom): a ticket for a valid
+//     access token of the account (40001/40014/42001/41001 otherwise, as
+//     for a business call), living Config.TicketLifetime, within WeCom's
+//     hourly limits (45009) and a configurable daily limit for Official
+//     Accounts; what a repeated call does is Config.TicketRotation.
 //   - POST /cgi-bin/clear_quota/v2?appid=...&appsecret=...: the same reset
 //     without a token (for when the token API's quota is used up and no
 //     token is left), sharing the monthly limit.
@@ -98,6 +105,23 @@ type Config struct {
 	WeComDailyQuota        int           // 0: WeCom documents no daily count for gettoken; >0 enforces one
 	ClearQuotaMonthlyLimit int           // 10 effective clear_quota resets a month per account
 	TokenLength            int           // 512: WeChat asks integrators to reserve 512 characters
+
+	// Tickets (jsapi_ticket, the card api_ticket, WeCom's jsapi and
+	// agent_config tickets).
+	TicketLifetime time.Duration // 7200 s
+	// TicketRotation is what a repeated ticket call does (undocumented);
+	// TicketGrace how long TicketNewEndsOld keeps the previous ticket.
+	TicketRotation TicketRotation
+	TicketGrace    time.Duration
+	// TicketDailyQuota limits an Official Account's ticket calls a day, per
+	// type; WeChat publishes no number ("very limited"), so 1000 is a guess
+	// a test can lower.
+	TicketDailyQuota int
+	// WeComTicketHourlyPerCorp and WeComTicketHourlyPerApp are WeCom's
+	// documented limits: 400 jsapi tickets an hour per corporation, 100
+	// per application.
+	WeComTicketHourlyPerCorp, WeComTicketHourlyPerApp int
+	TicketLength                                      int // 86, as WeChat's examples
 	// Clock is the sandbox time; nil means a clock starting now at real speed.
 	Clock *Clock
 }
@@ -123,6 +147,11 @@ func (c Config) withDefaults() Config {
 	defi(&c.StableMinuteQuota, 10000)
 	defi(&c.ClearQuotaMonthlyLimit, 10)
 	defi(&c.TokenLength, 512)
+	def(&c.TicketLifetime, 7200*time.Second)
+	defi(&c.TicketDailyQuota, 1000)
+	defi(&c.WeComTicketHourlyPerCorp, 400)
+	defi(&c.WeComTicketHourlyPerApp, 100)
+	defi(&c.TicketLength, 86)
 	if c.Clock == nil {
 		c.Clock = NewClock(time.Now(), 1)
 	}
@@ -180,6 +209,10 @@ type appState struct {
 
 	clearMonth string // Beijing month clears counts
 	clears     int    // effective clear_quota resets that month
+
+	tickets       map[TicketType]*ticketRec // the latest of each type
+	ticketCounts  ticketCounts
+	ticketsIssued int
 }
 
 // Sandbox is the WeChat sandbox as an http.Handler, for serving on a
@@ -190,8 +223,10 @@ type Sandbox struct {
 	mu     sync.Mutex
 	apps   map[string]*appState
 	tokens map[string]*tokenRec
-	calls  map[string]map[string]int // path -> appid -> n
-	faults []*faultState
+	// ticketList is every ticket issued, in order.
+	ticketList []*ticketRec
+	calls      map[string]map[string]int // path -> appid -> n
+	faults     []*faultState
 }
 
 // New returns a sandbox with the given configuration and apps.
@@ -280,6 +315,10 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveClearQuota(w, r, body)
 	case PathClearQuotaV2:
 		s.serveClearQuotaV2(w, r, body)
+	case PathTicket:
+		s.serveTicket(w, r)
+	case PathWeComJSAPITicket, PathWeComAgentTicket:
+		s.serveWeComTicket(w, r)
 	default:
 		// WeChat answers unknown cgi paths with a JSON errcode.
 		writeErr(w, 48001, "api unauthorized")
@@ -302,7 +341,7 @@ func (s *Sandbox) appIDOf(r *http.Request, body []byte) string {
 		}
 		_ = json.Unmarshal(body, &b)
 		return b.AppID
-	case PathDomainIP, PathCallbackIP, PathClearQuota:
+	case PathDomainIP, PathCallbackIP, PathClearQuota, PathTicket, PathWeComJSAPITicket, PathWeComAgentTicket:
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if rec, ok := s.tokens[q.Get("access_token")]; ok {

@@ -41,6 +41,7 @@ type answer struct {
 	ErrCode     int    `json:"errcode"`
 	ErrMsg      string `json:"errmsg"`
 	AccessToken string `json:"access_token"`
+	Ticket      string `json:"ticket"`
 	ExpiresIn   int64  `json:"expires_in"`
 }
 

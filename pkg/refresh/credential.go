@@ -1,0 +1,66 @@
+package refresh
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/wxtoken/wxtoken/pkg/registry"
+)
+
+// cred is what one lease guards and one parameter publishes: an app's
+// access token, or one of its tickets (design: tickets). A ticket is a
+// credential of its own: its own lease, state, budget and schedule, so a
+// new token never waits for a ticket nor a ticket for a token.
+type cred struct {
+	app    registry.App
+	ticket registry.Ticket // "" for the access token
+}
+
+func tokenCred(a registry.App) cred { return cred{app: a} }
+
+// key is the credential's name in the lease table and the token store
+// (registry.Credential): the app's name, or "app#ticket".
+func (c cred) key() string {
+	return registry.Credential{App: c.app.Name, Ticket: c.ticket}.Key()
+}
+
+// rules is the registration the pure decisions (due, admit, supersedes,
+// failureFields) and the lease and store calls read, named by the key. For
+// the token it is the registration itself. A ticket is refreshed
+// RefreshMargin before it expires, as a classic token is: WeChat does not
+// say whether a new ticket ends the previous one, so a fetch whose answer
+// was lost is taken to have ended it (supersedes); its budget is the
+// ticket budget.
+func (c cred) rules() registry.App {
+	if c.ticket == "" {
+		return c.app
+	}
+	a := c.app
+	a.Name = c.key()
+	a.Mode = registry.Classic
+	a.DailyBudget = registry.DefaultTicketBudget
+	return a
+}
+
+// credsOf lists an app's credentials: its token, then its tickets.
+func credsOf(a registry.App) []cred {
+	out := []cred{tokenCred(a)}
+	for _, t := range a.Tickets.List() {
+		out = append(out, cred{app: a, ticket: t})
+	}
+	return out
+}
+
+// credential returns the credential of app (its token for ticket "") as
+// registered now: ErrUnknownApp when the app is not registered or is
+// disabled, ErrUnknownTicket when it has not (or no longer) the ticket.
+func (r *Refresher) credential(ctx context.Context, app string, ticket registry.Ticket) (cred, error) {
+	a, err := r.app(ctx, app)
+	if err != nil {
+		return cred{}, err
+	}
+	if ticket != "" && !a.HasTicket(ticket) {
+		return cred{}, fmt.Errorf("%w: %s has no %s ticket", ErrUnknownTicket, app, ticket)
+	}
+	return cred{app: a, ticket: ticket}, nil
+}

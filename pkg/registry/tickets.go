@@ -1,0 +1,151 @@
+package registry
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Ticket is a ticket an app opts into: a credential WeChat issues against
+// the app's access token, kept fresh and published beside it.
+type Ticket string
+
+// The tickets.
+const (
+	// TicketJSAPI is the JS-SDK ticket: an Official Account's jsapi_ticket
+	// (getticket?type=jsapi), or a WeCom corporation's jsapi_ticket for
+	// wx.config (get_jsapi_ticket).
+	TicketJSAPI Ticket = "jsapi"
+	// TicketCard is an Official Account's card api_ticket
+	// (getticket?type=wx_card).
+	TicketCard Ticket = "wx_card"
+	// TicketAgentConfig is a WeCom application's ticket for wx.agentConfig
+	// (ticket/get?type=agent_config).
+	TicketAgentConfig Ticket = "agent_config"
+)
+
+// DefaultTicketBudget bounds an app's WeChat calls for one ticket per
+// Beijing day. The schedule needs about 15 (one every TokenLifetime −
+// margin); WeCom allows 100 an hour per application.
+const DefaultTicketBudget = 100
+
+// ticketsOf lists the tickets each kind of account can have: Mini Programs
+// have none.
+var ticketsOf = map[Kind][]Ticket{
+	OfficialAccount: {TicketJSAPI, TicketCard},
+	WeCom:           {TicketJSAPI, TicketAgentConfig},
+}
+
+// allTickets is every ticket, in TicketSet bit order.
+var allTickets = []Ticket{TicketAgentConfig, TicketJSAPI, TicketCard}
+
+// TicketSet is a set of tickets (comparable, so that an App stays so).
+type TicketSet uint8
+
+func (t Ticket) bit() TicketSet {
+	i := slices.Index(allTickets, t)
+	if i < 0 {
+		return 0
+	}
+	return 1 << i
+}
+
+// TicketSetOf returns the set of ts.
+func TicketSetOf(ts ...Ticket) TicketSet {
+	var s TicketSet
+	for _, t := range ts {
+		s |= t.bit()
+	}
+	return s
+}
+
+// Has reports whether t is in the set.
+func (s TicketSet) Has(t Ticket) bool { return t.bit() != 0 && s&t.bit() != 0 }
+
+// List returns the tickets of the set, sorted by name.
+func (s TicketSet) List() []Ticket {
+	var out []Ticket
+	for _, t := range allTickets {
+		if s.Has(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// String lists the set as "jsapi,wx_card" ("" when empty).
+func (s TicketSet) String() string { return joinTickets(s.List(), ",") }
+
+// TicketsOf returns the tickets an account of kind can have.
+func TicketsOf(kind Kind) []Ticket { return slices.Clone(ticketsOf[kind]) }
+
+// ParameterLeaf is the last element of the ticket's SSM parameter,
+// {prefix}/{app}/{leaf}: jsapi_ticket, wx_card_ticket, agent_config_ticket.
+func (t Ticket) ParameterLeaf() string { return string(t) + "_ticket" }
+
+// HasTicket reports whether the app opted into t.
+func (a App) HasTicket(t Ticket) bool { return a.Tickets.Has(t) }
+
+// ParseTickets reads a comma-separated list of tickets ("jsapi,wx_card";
+// "" or "none" for none) for an account of kind, or says what is wrong.
+func ParseTickets(kind Kind, list string) (TicketSet, error) {
+	list = strings.TrimSpace(list)
+	if list == "" || list == "none" {
+		return 0, nil
+	}
+	return checkTickets(kind, strings.Split(list, ","))
+}
+
+// checkTickets validates names as tickets of kind.
+func checkTickets(kind Kind, names []string) (TicketSet, error) {
+	allowed := ticketsOf[kind]
+	var out TicketSet
+	for _, n := range names {
+		t := Ticket(strings.TrimSpace(n))
+		if !slices.Contains(allowed, t) {
+			if len(allowed) == 0 {
+				return 0, fmt.Errorf("tickets: a %s account has no tickets (%q)", kind, t)
+			}
+			return 0, fmt.Errorf("tickets: %q is not a ticket of a %s account: want %s", t, kind, joinTickets(allowed, ", "))
+		}
+		out |= t.bit()
+	}
+	return out, nil
+}
+
+func joinTickets(ts []Ticket, sep string) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = string(t)
+	}
+	return strings.Join(s, sep)
+}
+
+// decodeTickets reads the item's tickets attribute (a string set).
+func decodeTickets(kind Kind, item map[string]types.AttributeValue) (TicketSet, error) {
+	v, ok := item["tickets"]
+	if !ok {
+		return 0, nil
+	}
+	ss, ok := v.(*types.AttributeValueMemberSS)
+	if !ok {
+		return 0, fmt.Errorf(`tickets must be a string set, e.g. {"SS": ["jsapi"]}`)
+	}
+	return checkTickets(kind, ss.Value)
+}
+
+// ticketsAttribute is the tickets attribute of an item (nil for none: a
+// DynamoDB string set cannot be empty).
+func ticketsAttribute(ts TicketSet) types.AttributeValue {
+	list := ts.List()
+	if len(list) == 0 {
+		return nil
+	}
+	s := make([]string, len(list))
+	for i, t := range list {
+		s[i] = string(t)
+	}
+	return &types.AttributeValueMemberSS{Value: s}
+}
