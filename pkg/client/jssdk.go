@@ -53,9 +53,9 @@ func NewJSSDKSignature(ticket, pageURL string, now time.Time) (JSSDKSignature, e
 // SignCard computes the card signature (附录4, 卡券扩展字段及签名生成算法):
 // the values taking part (the card api_ticket, timestamp, nonce_str,
 // card_id and, when set, code, openid, balance...) sorted as strings,
-// concatenated and hashed with SHA-1. Empty values take no part.
+// concatenated and hashed with SHA-1.
 func SignCard(values ...string) string {
-	vs := slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" })
+	vs := slices.Clone(values)
 	slices.Sort(vs)
 	sum := sha1.Sum([]byte(strings.Join(vs, "")))
 	return hex.EncodeToString(sum[:])

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 
@@ -64,6 +65,22 @@ type FailedError struct {
 // Error implements error.
 func (e *FailedError) Error() string {
 	return fmt.Sprintf("refresh: %s: the refresh in progress failed: %s", e.App, e.Message)
+}
+
+// TokenUnavailableError is a ticket's attempt that could not have the access
+// token its WeChat call needs. The token's own failure is recorded on the
+// token (and paged by its own outcome); the ticket takes neither its pause
+// nor its errcode, and this error carries no credential.
+type TokenUnavailableError struct {
+	App    string
+	Ticket registry.Ticket
+	// TokenClass is the class of the token's failure.
+	TokenClass Class
+}
+
+// Error implements error.
+func (e *TokenUnavailableError) Error() string {
+	return fmt.Sprintf("refresh: %s: no access token for the %s ticket (the token's refresh: %s)", e.App, e.Ticket, e.TokenClass)
 }
 
 // Result is a token handed to a caller.

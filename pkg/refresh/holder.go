@@ -188,6 +188,9 @@ func (t *txn) fetch() (wechat.Token, error) {
 		r.observe(t.ctx, failureEvent(t.a, t.q, err, 0))
 		return wechat.Token{}, fmt.Errorf("refresh: %s: %w", t.a.Name, err)
 	}
+	if t.c.ticket != "" {
+		return t.fetchTicket()
+	}
 	// The call counts against the budget whatever its outcome (failed
 	// keeps these fields).
 	calls := callsToday(t.st, t.now) + 1
@@ -196,8 +199,6 @@ func (t *txn) fetch() (wechat.Token, error) {
 	var tok wechat.Token
 	var err error
 	switch {
-	case t.c.ticket != "":
-		tok, err = t.fetchTicket()
 	case t.a.Mode == registry.Classic:
 		tok, err = r.WeChat.Token(t.work, t.a.AppID, t.secret)
 	case t.a.Mode == registry.GetToken:

@@ -38,7 +38,10 @@ const (
 	ClassTimeout      Class = "timeout"     // the caller's or the lease's time ran out
 	ClassInProgress   Class = "in_progress" // another refresh of the app did not finish in time
 	ClassUnverified   Class = "unverified"  // a claim WeChat could not confirm or deny
-	ClassInternal     Class = "internal"    // anything else
+	// ClassTokenUnavailable: a ticket's attempt could not have the access
+	// token it needs (the token's own failure is the token's).
+	ClassTokenUnavailable Class = "token_unavailable"
+	ClassInternal         Class = "internal" // anything else
 )
 
 // Pause is how long a failure stops further WeChat calls.
@@ -100,6 +103,8 @@ var policy = map[Class]Decision{
 		Message: "another refresh of this app is in progress and did not finish in time; retry shortly"},
 	ClassUnverified: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "claim_unverified", RetryAfter: 30 * time.Second,
 		Message: "WeChat could not confirm that the token is invalid, so it was not replaced; keep using it and retry later"},
+	ClassTokenUnavailable: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "token_unavailable", RetryAfter: 30 * time.Second,
+		Message: "the access token the ticket call needs could not be had (see the app's token status); the last good ticket stays published"},
 	ClassInternal: {HTTPStatus: http.StatusInternalServerError, Code: "internal", Message: "internal error"},
 }
 
@@ -120,9 +125,12 @@ func Policy(c Class) Decision {
 func ClassOf(err error) Class {
 	var failed *FailedError
 	var refused *RefusedError
+	var noToken *TokenUnavailableError
 	switch {
 	case err == nil:
 		return ClassNone
+	case errors.As(err, &noToken):
+		return ClassTokenUnavailable
 	case errors.As(err, &failed):
 		return recorded(failed.Class, failed.ErrCode)
 	case errors.As(err, &refused):

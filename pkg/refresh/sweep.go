@@ -103,13 +103,16 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 		byApp[st.App] = st
 	}
 	rep := Report{Apps: len(apps) + len(bad)}
+	// registered holds the keys of the valid apps' credentials; invalid the
+	// names of the apps a person must fix, whose every state is kept.
 	registered := make(map[string]bool, len(apps)+len(bad))
+	invalid := make(map[string]bool, len(bad))
 	for _, e := range bad {
 		var ie *registry.InvalidError
 		name := ""
 		if errors.As(e, &ie) {
 			name = ie.App
-			registered[name] = true
+			invalid[name] = true
 		}
 		rep.Outcomes = append(rep.Outcomes, Outcome{App: name, Status: StatusInvalid, Err: e})
 	}
@@ -119,14 +122,22 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 		}
 	}
 	now := r.now()
-	r.cleanup(ctx, states, registered, now)
+	r.cleanup(ctx, states, func(key string) bool {
+		return registered[key] || invalid[registry.ParseCredentialKey(key).App]
+	}, now)
 
+	// One fetcher per account-level ticket.
+	conflicts := registry.TicketConflicts(apps)
 	var jobs []job
 	for _, app := range apps {
 		if app.Disabled {
 			continue
 		}
 		for _, c := range credsOf(app) {
+			if err, ok := conflicts[registry.Credential{App: app.Name, Ticket: c.ticket}]; ok {
+				rep.Outcomes = append(rep.Outcomes, c.outcome(StatusInvalid, err))
+				continue
+			}
 			a := c.rules()
 			st := byApp[a.Name]
 			switch {
@@ -161,10 +172,11 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-// cleanup marks the state of removed apps for DynamoDB's TTL.
-func (r *Refresher) cleanup(ctx context.Context, states []lease.State, registered map[string]bool, now time.Time) {
+// cleanup marks for DynamoDB's TTL the state of removed apps and of tickets
+// taken out of a registration: every state whose key keep refuses.
+func (r *Refresher) cleanup(ctx context.Context, states []lease.State, keep func(key string) bool, now time.Time) {
 	for _, st := range states {
-		if !registered[st.App] && st.CleanupAt.IsZero() {
+		if !keep(st.App) && st.CleanupAt.IsZero() {
 			if err := r.Leases.Expire(ctx, st.App, now, now.Add(DefaultCleanupAfter)); err != nil {
 				r.logger().WarnContext(ctx, "could not mark removed app's state for cleanup", "app", st.App, "error", err.Error())
 			}

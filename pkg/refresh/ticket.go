@@ -15,34 +15,74 @@ import (
 // compare-and-refresh path (Refresh with the token the ticket call used,
 // which WeChat checks before anything is rotated), and the ticket is asked
 // for once more with the token that answers; a second refusal is this
-// attempt's failure, never a loop. The retry counts against the ticket's
-// budget like the first call.
+// attempt's failure, never a loop. Only ticket calls count against the
+// ticket's budget; an attempt without a token makes none (noToken).
 func (t *txn) fetchTicket() (wechat.Token, error) {
 	r, app := t.r, t.c.app.Name
 	tok, err := r.Refresh(t.work, app, "")
 	if err != nil {
-		return wechat.Token{}, fmt.Errorf("the access token for the %s ticket: %w", t.c.ticket, err)
+		return wechat.Token{}, t.noToken(err)
 	}
-	ticket, err := r.ticketCall(t.work, t.c, tok.Token)
-	if !wechat.IsTokenInvalid(err) {
-		return ticket, err
+	ticket, err := t.callTicket(tok.Token)
+	if wechat.IsTokenInvalid(err) {
+		t.log.WarnContext(t.ctx, "WeChat rejected the access token on the ticket call; refreshing the token",
+			"errcode", ErrCode(err), "token_fingerprint", wechat.Fingerprint(tok.Token))
+		fresh, rerr := r.Refresh(t.work, app, tok.Token)
+		switch {
+		case rerr != nil:
+			return wechat.Token{}, t.noToken(rerr)
+		case fresh.Token != tok.Token:
+			ticket, err = t.callTicket(fresh.Token)
+		}
+		// Otherwise WeChat accepts the token on a business call (the
+		// claim was refused): the ticket call's refusal stands.
 	}
-	t.log.WarnContext(t.ctx, "WeChat rejected the access token on the ticket call; refreshing the token",
-		"errcode", ErrCode(err), "token_fingerprint", wechat.Fingerprint(tok.Token))
-	fresh, rerr := r.Refresh(t.work, app, tok.Token)
-	if rerr != nil {
-		return wechat.Token{}, fmt.Errorf("refresh the access token the %s ticket call rejected: %w", t.c.ticket, rerr)
+	if err != nil {
+		t.failed(err, t.secretVersion)
+		if supersedes(t.a, t.q.kind) && mayHaveIssued(err) {
+			// WeChat may have issued a ticket that ended the published
+			// one: the ticket is due until a newer one is committed.
+			t.fields.SupersededAt = t.now
+		}
+		logFailure(t.ctx, t.log, err)
+		r.observe(t.ctx, failureEvent(t.a, t.q, err, t.callsMade()))
+		return wechat.Token{}, fmt.Errorf("refresh: %s: %w", t.a.Name, err)
 	}
-	if fresh.Token == tok.Token {
-		// WeChat accepts the token on a business call (the claim was
-		// refused): the ticket call's refusal stands.
-		return wechat.Token{}, err
-	}
+	return ticket, nil
+}
+
+// callTicket counts a ticket call against the budget (whatever its outcome:
+// failed keeps the count), then makes it.
+func (t *txn) callTicket(accessToken string) (wechat.Token, error) {
+	calls := callsToday(t.st, t.now) + 1
 	if t.fields.CallsToday != nil {
-		calls := *t.fields.CallsToday + 1
-		t.fields.CallsToday = &calls
+		calls = *t.fields.CallsToday + 1
 	}
-	return r.ticketCall(t.work, t.c, fresh.Token)
+	day := beijingDay(t.now)
+	t.fields.CallsDay, t.fields.CallsToday = &day, &calls
+	return t.r.ticketCall(t.work, t.c, accessToken)
+}
+
+// callsMade is the credential's calls today as this attempt leaves them.
+func (t *txn) callsMade() int {
+	if t.fields.CallsToday != nil {
+		return *t.fields.CallsToday
+	}
+	return callsToday(t.st, t.now)
+}
+
+// noToken records a ticket attempt that could not have the access token
+// (err is the token's failure, already recorded on the token and paged by
+// its own outcome): the ticket is retried at the next run without a pause
+// of its own, is not marked superseded (no ticket call was made, or one
+// whose token WeChat rejected), and the error carries no credential.
+func (t *txn) noToken(err error) error {
+	e := &TokenUnavailableError{App: t.c.app.Name, Ticket: t.c.ticket, TokenClass: ClassOf(err)}
+	t.failed(e, 0)
+	t.log.WarnContext(t.ctx, "no access token for the ticket call", "event", "refresh_failed",
+		"class", string(ClassTokenUnavailable), "token_class", string(e.TokenClass), "errcode", ErrCode(err))
+	t.r.observe(t.ctx, failureEvent(t.a, t.q, e, t.callsMade()))
+	return fmt.Errorf("refresh: %s: %w", t.a.Name, e)
 }
 
 // ticketCall is the WeChat call that issues the credential's ticket.

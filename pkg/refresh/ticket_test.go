@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -83,10 +87,12 @@ func TestTicketDayOnTheSandboxClock(t *testing.T) {
 						b.sb.Clock().Advance(10 * time.Second)
 					}
 				}
-				perTicket := float64(b.sb.TicketCalls(a.AppID)) / float64(len(a.Tickets.List()))
-				t.Logf("%d token calls, %.1f ticket calls per ticket in %v", b.sb.TokenCalls(a.AppID), perTicket, span)
-				if perTicket > limit {
-					t.Errorf("%.1f ticket calls per ticket in %v, want at most %.0f", perTicket, span, limit)
+				for _, tk := range a.Tickets.List() {
+					n := b.sb.TicketRequests(a.AppID, sandboxTicket(a.Kind, tk))
+					t.Logf("%s: %d ticket calls in %v", tk, n, span)
+					if float64(n) > limit || n == 0 {
+						t.Errorf("%d %s ticket calls in %v, want 1 to %.0f", n, tk, span, limit)
+					}
 				}
 				if n := b.sb.TokenCalls(a.AppID); float64(n) > limit {
 					t.Errorf("%d token calls in %v, want at most %.0f: tickets must not cost the token calls", n, span, limit)
@@ -111,9 +117,8 @@ func TestTicketCallRejectsTheToken(t *testing.T) {
 	key := ticketKey(a.Name, registry.TicketJSAPI)
 	first, _ := b.published(key)
 
-	// WeChat ends the token early; the ticket becomes due first (100
-	// minutes), the token is due at 100 minutes too, so make the ticket
-	// older: refresh it on demand now and move on by 99 minutes.
+	// WeChat ends the token early; a business server finds the ticket
+	// rejected and claims it invalid.
 	b.sb.Revoke(a.AppID)
 	tokenCalls, ticketCalls := b.sb.TokenCalls(a.AppID), b.sb.TicketCalls(a.AppID)
 	res, err := sched.RefreshTicket(ctxT(t), a.Name, registry.TicketJSAPI, first)
@@ -151,6 +156,10 @@ func TestTicketCallRejectsTheToken(t *testing.T) {
 	}
 	if still, _ := b.published(key); still != ticket {
 		t.Error("a failed ticket refresh changed the published ticket")
+	}
+	if st := b.state(key); st.LastErrorClass != string(refresh.ClassTokenUnavailable) || !st.BlockedUntil.IsZero() || !st.SupersededAt.IsZero() {
+		t.Errorf("the ticket's state after a rejected token that could not be refreshed: class %q, paused until %v, superseded at %v; want %s, no pause, not superseded",
+			st.LastErrorClass, st.BlockedUntil, st.SupersededAt, refresh.ClassTokenUnavailable)
 	}
 	b.sb.ClearFaults()
 }
@@ -236,5 +245,149 @@ func TestTicketRemovedIsCleanedUp(t *testing.T) {
 	}
 	if st := b.state(a.Name); !st.CleanupAt.IsZero() {
 		t.Error("the token's state was marked for cleanup")
+	}
+}
+
+// TestTicketWithoutAToken: when the access token cannot be had (WeChat's
+// token API is down, or the token is paused after 45009), the ticket
+// attempt fails without a ticket call: nothing is counted against the
+// ticket's budget, the ticket is not marked superseded, it takes neither
+// the token's pause nor its class, and no error hands out the token.
+func TestTicketWithoutAToken(t *testing.T) {
+	tests := []struct {
+		name    string
+		errcode int
+	}{
+		{"token API down", -1},
+		{"token quota used up", 45009},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBed(t, wechattest.Config{})
+			a := appNamed("shop", registry.OfficialAccount, registry.Classic)
+			a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+			a = b.app(a)
+			sched := b.refresher("scheduler")
+			mustRefreshDue(t, sched)
+			key := ticketKey(a.Name, registry.TicketJSAPI)
+			published, _ := b.published(key)
+			token, _ := b.published(a.Name)
+			before := b.state(key)
+
+			b.sb.Inject(wechattest.Fault{Path: wechattest.PathToken, ErrCode: tt.errcode})
+			b.sb.Clock().Advance(121 * time.Minute) // both expired: the ticket needs a new token
+			calls := b.sb.TicketCalls(a.AppID)
+			mustRefreshDue(t, sched)
+			if got := b.sb.TicketCalls(a.AppID) - calls; got != 0 {
+				t.Fatalf("%d ticket calls without a token, want 0", got)
+			}
+			st := b.state(key)
+			if st.CallsToday != before.CallsToday {
+				t.Errorf("the ticket's calls today went from %d to %d without a ticket call", before.CallsToday, st.CallsToday)
+			}
+			if !st.SupersededAt.IsZero() {
+				t.Error("the ticket was marked superseded without a ticket call")
+			}
+			if !st.BlockedUntil.IsZero() {
+				t.Errorf("the ticket is paused until %v: it took the token's pause", st.BlockedUntil)
+			}
+			if st.LastErrorClass != string(refresh.ClassTokenUnavailable) || st.LastErrCode != 0 {
+				t.Errorf("the ticket's last error: class %q, errcode %d; want %q without the token's errcode", st.LastErrorClass, st.LastErrCode, refresh.ClassTokenUnavailable)
+			}
+			if still, _ := b.published(key); still != published {
+				t.Error("the published ticket changed")
+			}
+			_, err := b.refresher("api").RefreshTicket(ctxT(t), a.Name, registry.TicketJSAPI, published)
+			var refused *refresh.RefusedError
+			if errors.As(err, &refused) && refused.Current.Token == token {
+				t.Error("a ticket refusal carries the access token as the current credential")
+			}
+			if d := refresh.Decide(err); d.Class != refresh.ClassTokenUnavailable || d.HTTPStatus != 503 {
+				t.Errorf("RefreshTicket without a token: %v decided %+v, want class %s, 503", err, d, refresh.ClassTokenUnavailable)
+			}
+
+			// WeChat recovers (and, for 45009, the quota is cleared): the
+			// next run has a token and the ticket.
+			b.sb.ClearFaults()
+			if tt.errcode == 45009 {
+				unblock(t, b, a.Name)
+			}
+			b.sb.Clock().Advance(time.Minute)
+			mustRefreshDue(t, sched)
+			ticket, _ := b.published(key)
+			if b.sb.CheckTicket(a.AppID, wechattest.TicketJSAPI, ticket) != 0 {
+				t.Error("no valid ticket once the token is back")
+			}
+		})
+	}
+}
+
+// unblock ends an app's pause as `wxtoken apps unblock` does: under the
+// app's lease.
+func unblock(t *testing.T, b *bed, app string) {
+	t.Helper()
+	now := b.sb.Now()
+	if _, err := b.leases().Acquire(ctxT(t), app, "operator", now, now.Add(30*time.Second)); err != nil {
+		t.Fatalf("take %s's lease: %v", app, err)
+	}
+	if err := b.leases().Release(ctxT(t), app, "operator", now, lease.Fields{ClearBlocks: true}); err != nil {
+		t.Fatalf("unblock %s: %v", app, err)
+	}
+}
+
+// TestTicketOfAnInvalidAppIsKept: an app whose registration became invalid
+// (a typo) keeps the state of its tickets as it keeps its token's: nothing
+// is marked for cleanup while a person fixes it.
+func TestTicketOfAnInvalidAppIsKept(t *testing.T) {
+	b := newBed(t, wechattest.Config{})
+	a := appNamed("shop", registry.OfficialAccount, registry.Stable)
+	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+	a = b.app(a)
+	sched := b.refresher("scheduler")
+	mustRefreshDue(t, sched)
+	item := registry.Item(a)
+	item["mode"] = &ddbtypes.AttributeValueMemberS{Value: "stabel"}
+	b.putRawItem(a.Name, item)
+	rep := mustRefreshDue(t, sched)
+	if rep.Count(refresh.StatusInvalid) != 1 {
+		t.Fatalf("outcomes %+v, want the app invalid", rep.Outcomes)
+	}
+	for _, key := range []string{a.Name, ticketKey(a.Name, registry.TicketJSAPI)} {
+		if st := b.state(key); !st.CleanupAt.IsZero() {
+			t.Errorf("%s's state is marked for cleanup while the app is only invalid", key)
+		}
+	}
+}
+
+// TestSharedTicketHasOneFetcher: two registrations of one account (allowed
+// in stable mode) that both opt into the account's jsapi ticket would be two
+// fetchers of one ticket: the first by name keeps it, the other's ticket is
+// reported invalid and never fetched, and both tokens go on.
+func TestSharedTicketHasOneFetcher(t *testing.T) {
+	b := newBed(t, wechattest.Config{TicketRotation: wechattest.TicketNewEndsOld})
+	first := appNamed("a-shop", registry.OfficialAccount, registry.Stable)
+	first.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+	first = b.app(first)
+	second := first
+	second.Name = "b-shop"
+	b.putItem(second)
+	b.putSecret(second.Name, "secret-"+first.Name+"-0123456789abcdefghij")
+	rep := mustRefreshDue(t, b.refresher("scheduler"))
+	var invalid []refresh.Outcome
+	for _, o := range rep.Outcomes {
+		if o.Status == refresh.StatusInvalid {
+			invalid = append(invalid, o)
+		}
+	}
+	if len(invalid) != 1 || invalid[0].App != ticketKey(second.Name, registry.TicketJSAPI) || !strings.Contains(fmt.Sprint(invalid[0].Err), first.Name) {
+		t.Fatalf("invalid outcomes %+v, want b-shop's jsapi ticket, naming a-shop", invalid)
+	}
+	if n := b.sb.TicketCalls(first.AppID); n != 1 {
+		t.Errorf("%d ticket calls, want 1", n)
+	}
+	for _, name := range []string{first.Name, second.Name} {
+		if tok, _ := b.published(name); b.sb.Check(tok) != 0 {
+			t.Errorf("%s's token is not valid", name)
+		}
 	}
 }

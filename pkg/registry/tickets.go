@@ -106,9 +106,9 @@ func checkTickets(kind Kind, names []string) (TicketSet, error) {
 		t := Ticket(strings.TrimSpace(n))
 		if !slices.Contains(allowed, t) {
 			if len(allowed) == 0 {
-				return 0, fmt.Errorf("tickets: a %s account has no tickets (%q)", kind, t)
+				return 0, fmt.Errorf("tickets: %s has no tickets (%q)", kindName(kind), t)
 			}
-			return 0, fmt.Errorf("tickets: %q is not a ticket of a %s account: want %s", t, kind, joinTickets(allowed, ", "))
+			return 0, fmt.Errorf("tickets: %q is not a ticket of %s: want %s", t, kindName(kind), joinTickets(allowed, ", "))
 		}
 		out |= t.bit()
 	}
@@ -148,4 +148,60 @@ func ticketsAttribute(ts TicketSet) types.AttributeValue {
 		s[i] = string(t)
 	}
 	return &types.AttributeValueMemberSS{Value: s}
+}
+
+// SharedTicket reports whether WeChat issues ticket t to the account of an
+// app of kind rather than to one registration: an Official Account's
+// tickets and a WeCom corporation's jsapi ticket (an agent_config ticket is
+// the application's own).
+func SharedTicket(kind Kind, t Ticket) bool {
+	return !(kind == WeCom && t == TicketAgentConfig)
+}
+
+// TicketConflicts returns the tickets of enabled apps that another enabled
+// registration of the same account already has: two fetchers of one
+// account-level ticket would end each other's tickets if a new ticket ends
+// the old one. The first registration by name keeps the ticket; each other
+// one's is an *InvalidError naming it, by credential.
+func TicketConflicts(apps []App) map[Credential]error {
+	sorted := slices.Clone(apps)
+	slices.SortFunc(sorted, func(a, b App) int { return strings.Compare(a.Name, b.Name) })
+	type account struct {
+		id     string
+		wecom  bool
+		ticket Ticket
+	}
+	owner := map[account]string{}
+	out := map[Credential]error{}
+	for _, a := range sorted {
+		if a.Disabled {
+			continue
+		}
+		for _, t := range a.Tickets.List() {
+			if !SharedTicket(a.Kind, t) {
+				continue
+			}
+			k := account{id: a.AppID, wecom: a.Kind == WeCom, ticket: t}
+			if first, ok := owner[k]; ok {
+				out[Credential{App: a.Name, Ticket: t}] = &InvalidError{App: a.Name, Reason: fmt.Sprintf(
+					"tickets: %s also registers account %s with the %s ticket, which WeChat issues to the account: one registration only may keep it (remove it from one of them)", first, a.AppID, t)}
+				continue
+			}
+			owner[k] = a.Name
+		}
+	}
+	return out
+}
+
+// kindName names a kind of account in messages.
+func kindName(k Kind) string {
+	switch k {
+	case OfficialAccount:
+		return "an Official Account (offiaccount)"
+	case MiniProgram:
+		return "a Mini Program (miniprogram)"
+	case WeCom:
+		return "a WeCom app (wecom)"
+	}
+	return fmt.Sprintf("an account of kind %q", k)
 }

@@ -174,10 +174,10 @@ var rules = []rule{
 	}},
 }
 
-// usesMargin reports whether refresh_margin_s decides when the app is
-// refreshed: classic and WeCom tokens; stable tokens are refreshed in
-// WeChat's final window whatever the margin.
-func usesMargin(a App) bool { return a.Mode != Stable }
+// usesMargin reports whether refresh_margin_s decides when one of the app's
+// credentials is refreshed: classic and WeCom tokens, and every ticket;
+// stable tokens are refreshed in WeChat's final window whatever the margin.
+func usesMargin(a App) bool { return a.Mode != Stable || a.Tickets != 0 }
 
 // Validate checks a decoded registration (as Decode returns it, defaults
 // applied) against every rule and returns an *InvalidError naming all that

@@ -245,12 +245,21 @@ func (c *Client) ClearQuota(ctx context.Context, appID, secret string) error {
 
 // fetchToken runs a credential call and validates the token it returns.
 func (c *Client) fetchToken(ctx context.Context, op string, bases []string, idempotent bool, secret string, build func(base string) (*http.Request, error)) (Token, error) {
-	return c.fetchCredential(ctx, op, "access_token", bases, idempotent, secret, build)
+	return c.fetchCredential(ctx, op, fieldAccessToken, bases, idempotent, secret, build)
 }
 
-// fetchCredential runs a call that answers a credential in field
-// ("access_token", "ticket") with its expires_in, and validates both.
-func (c *Client) fetchCredential(ctx context.Context, op, field string, bases []string, idempotent bool, sensitive string, build func(base string) (*http.Request, error)) (Token, error) {
+// credentialField is the JSON field an answer carries its credential in.
+type credentialField string
+
+// The credential fields.
+const (
+	fieldAccessToken credentialField = "access_token"
+	fieldTicket      credentialField = "ticket"
+)
+
+// fetchCredential runs a call that answers a credential in field with its
+// expires_in, and validates both.
+func (c *Client) fetchCredential(ctx context.Context, op string, field credentialField, bases []string, idempotent bool, sensitive string, build func(base string) (*http.Request, error)) (Token, error) {
 	ans, host, err := c.do(ctx, op, bases, idempotent, sensitive, build)
 	if err != nil {
 		return Token{}, err
@@ -259,7 +268,7 @@ func (c *Client) fetchCredential(ctx context.Context, op, field string, bases []
 		return Token{}, &ResponseError{Op: op, Host: host, Reason: fmt.Sprintf(format, args...)}
 	}
 	tok := ans.AccessToken
-	if field == "ticket" {
+	if field == fieldTicket {
 		tok = ans.Ticket
 	}
 	switch {

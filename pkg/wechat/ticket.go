@@ -40,7 +40,7 @@ const (
 // the published ticket as it was either way.
 func (c *Client) Ticket(ctx context.Context, accessToken string, typ TicketType) (Token, error) {
 	q := url.Values{"access_token": {accessToken}, "type": {string(typ)}}
-	return c.fetchCredential(ctx, OpTicket, "ticket", c.baseURLs(), true, accessToken, func(base string) (*http.Request, error) {
+	return c.fetchCredential(ctx, OpTicket, fieldTicket, c.baseURLs(), true, accessToken, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/cgi-bin/ticket/getticket?"+q.Encode(), nil)
 	})
 }
@@ -51,7 +51,7 @@ func (c *Client) Ticket(ctx context.Context, accessToken string, typ TicketType)
 // for Ticket.
 func (c *Client) WeComJSAPITicket(ctx context.Context, accessToken string) (Token, error) {
 	q := url.Values{"access_token": {accessToken}}
-	return c.fetchCredential(ctx, OpWeComJSAPITicket, "ticket", c.weComBaseURLs(), true, accessToken, func(base string) (*http.Request, error) {
+	return c.fetchCredential(ctx, OpWeComJSAPITicket, fieldTicket, c.weComBaseURLs(), true, accessToken, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/cgi-bin/get_jsapi_ticket?"+q.Encode(), nil)
 	})
 }
@@ -61,7 +61,7 @@ func (c *Client) WeComJSAPITicket(ctx context.Context, accessToken string) (Toke
 // Errors as for Ticket.
 func (c *Client) WeComAgentTicket(ctx context.Context, accessToken string) (Token, error) {
 	q := url.Values{"access_token": {accessToken}, "type": {string(TicketAgentConfig)}}
-	return c.fetchCredential(ctx, OpWeComAgentTicket, "ticket", c.weComBaseURLs(), true, accessToken, func(base string) (*http.Request, error) {
+	return c.fetchCredential(ctx, OpWeComAgentTicket, fieldTicket, c.weComBaseURLs(), true, accessToken, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/cgi-bin/ticket/get?"+q.Encode(), nil)
 	})
 }

@@ -210,9 +210,10 @@ type appState struct {
 	clearMonth string // Beijing month clears counts
 	clears     int    // effective clear_quota resets that month
 
-	tickets       map[TicketType]*ticketRec // the latest of each type
-	ticketCounts  ticketCounts
-	ticketsIssued int
+	tickets        map[TicketType]*ticketRec // the latest of each type
+	ticketCounts   ticketCounts
+	ticketsIssued  int
+	ticketRequests map[TicketType]int
 }
 
 // Sandbox is the WeChat sandbox as an http.Handler, for serving on a

@@ -145,6 +145,10 @@ func (s *Sandbox) serveTicketOf(w http.ResponseWriter, r *http.Request, typ Tick
 		writeErr(w, 40097, "invalid args")
 		return
 	}
+	if st.ticketRequests == nil {
+		st.ticketRequests = map[TicketType]int{}
+	}
+	st.ticketRequests[typ]++
 	now := s.Now()
 	if code, msg := s.ticketLimitLocked(st, typ, now); code != 0 {
 		writeErr(w, code, msg)
@@ -158,8 +162,10 @@ func (s *Sandbox) serveTicketOf(w http.ResponseWriter, r *http.Request, typ Tick
 // ticketLimitLocked counts a ticket call against the limits: WeCom's 400 an
 // hour per corporation and 100 per application (the sandbox has one
 // application per corporation, so the lower applies), and the configured
-// daily limit of an Official Account's tickets. It returns the errcode of
-// a refusal, or 0.
+// daily limit of an Official Account's tickets. WeCom's page does not say
+// whether its two tickets share the hourly count; the sandbox counts them
+// together (the stricter reading), per clock hour. It returns the errcode
+// of a refusal, or 0.
 func (s *Sandbox) ticketLimitLocked(st *appState, typ TicketType, now time.Time) (int, string) {
 	c := &st.ticketCounts
 	if day := now.In(beijing).Format(time.DateOnly); day != c.day || c.daily == nil {
@@ -246,6 +252,18 @@ func (s *Sandbox) TicketsIssued(appID string) int {
 	defer s.mu.Unlock()
 	if a, ok := s.apps[appID]; ok {
 		return a.ticketsIssued
+	}
+	return 0
+}
+
+// TicketRequests returns how many calls for a ticket of type typ the
+// sandbox answered for a valid access token of appID (refused by a limit
+// or not); TicketCalls counts every call on the ticket paths.
+func (s *Sandbox) TicketRequests(appID string, typ TicketType) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.apps[appID]; ok {
+		return a.ticketRequests[typ]
 	}
 	return 0
 }

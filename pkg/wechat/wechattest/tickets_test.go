@@ -112,6 +112,9 @@ func TestTicketRotation(t *testing.T) {
 			if n := s.TicketCalls(oaID); n != 2 {
 				t.Errorf("TicketCalls = %d, want 2", n)
 			}
+			if n := s.TicketRequests(oaID, wechattest.TicketJSAPI); n != 2 || s.TicketRequests(oaID, wechattest.TicketCard) != 0 {
+				t.Errorf("TicketRequests(jsapi) = %d, want 2 and none for wx_card", n)
+			}
 		})
 	}
 }
