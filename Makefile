@@ -228,8 +228,12 @@ dev: testbed-install ## run wxtoken locally: AWS engines, WeChat sandbox, demo a
 	$(TESTBED) -logdir $(CACHE)/dev/engines -- $(CACHE)/dev/wxtoken-dev -addr $(DEV_ADDR) -sandbox-addr $(SANDBOX_ADDR) -app $(APP)
 
 .PHONY: dev-token
-dev-token: ## print the token that a running make dev published for APP (default demo)
-	@$(GO) run ./infra/local/dev -token $(APP)
+dev-token: ## print the token that a running make dev published for APP (default demo); TICKET=jsapi for its ticket
+	@$(GO) run ./infra/local/dev -token $(APP) $(if $(TICKET),-ticket $(TICKET))
+
+.PHONY: dev-sign
+dev-sign: ## print a wx.config signature of URL with the jsapi_ticket a running make dev published for APP (default demo)
+	@$(GO) run ./infra/local/dev -sign '$(URL)' -app $(APP)
 
 .PHONY: clean
 clean: ## remove build outputs (keeps the tool caches)

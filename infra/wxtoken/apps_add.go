@@ -14,7 +14,7 @@ const secretOnArgv = "the secret is never taken on the command line (it would sh
 
 // cmdAppsAdd registers an app.
 func cmdAppsAdd(s *session, args []string) error {
-	var appid, kind, mode, secretFlag string
+	var appid, kind, mode, secretFlag, tickets string
 	var budget, margin int
 	pos, err := s.parse(args, 1, 1, func(fs *flag.FlagSet) {
 		fs.StringVar(&appid, "appid", "", "the appid (WeCom: the corpid)")
@@ -22,6 +22,7 @@ func cmdAppsAdd(s *session, args []string) error {
 		fs.StringVar(&mode, "mode", "", "stable (default) or classic; WeCom apps always use gettoken")
 		fs.IntVar(&budget, "budget", 0, "WeChat token calls wxtoken may make per Beijing day (default 1000 stable/WeCom, 200 classic)")
 		fs.IntVar(&margin, "margin", 0, "classic/WeCom: refresh this many seconds before expiry (default 1200)")
+		fs.StringVar(&tickets, "tickets", "", "tickets to keep fresh beside the token: jsapi,wx_card (Official Accounts), jsapi,agent_config (WeCom)")
 		fs.StringVar(&secretFlag, "secret", "", "refused: the secret is read from stdin only")
 	})
 	if err != nil {
@@ -37,8 +38,12 @@ func cmdAppsAdd(s *session, args []string) error {
 	if budget < 0 || margin < 0 {
 		return fail(ExitInvalid, "--budget and --margin must be positive")
 	}
+	set, err := registry.ParseTickets(registry.Kind(kind), tickets)
+	if err != nil {
+		return fail(ExitInvalid, "refused: %v", err)
+	}
 	app := registry.App{Name: name, AppID: appid, Kind: registry.Kind(kind), Mode: registry.Mode(mode),
-		RefreshMargin: time.Duration(margin) * time.Second, DailyBudget: budget}
+		RefreshMargin: time.Duration(margin) * time.Second, DailyBudget: budget, Tickets: set}
 	reg, err := validated(app)
 	if err != nil {
 		return err
@@ -85,7 +90,7 @@ func cmdAppsAdd(s *session, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(s.out, "Registered %s in %s: %s, %s mode, appid %s, budget %d a day.\n", name, be.t, reg.Kind, reg.Mode, reg.AppID, reg.DailyBudget)
+		fmt.Fprintf(s.out, "Registered %s in %s: %s, %s mode, appid %s, budget %d a day, tickets %s.\n", name, be.t, reg.Kind, reg.Mode, reg.AppID, reg.DailyBudget, ticketsShown(reg.Tickets))
 		fmt.Fprintf(s.out, "Secret:   %s (version %d, key %s)\n", be.store.SecretName(name), version, key)
 		rep.print(s.out, s.now())
 		if code == ExitWeChat {

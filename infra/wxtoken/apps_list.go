@@ -150,6 +150,18 @@ func cmdAppsShow(s *session, args []string) error {
 	}
 	published := tv > 0 && st.HasToken() && st.Version == tv
 	v.TokenVersion, v.SecretVersion, v.Published = &tv, &sv, &published
+	for _, t := range v.Tickets {
+		key := registry.Credential{App: name, Ticket: registry.Ticket(t)}.Key()
+		tst, err := be.state(s.ctx, key)
+		if err != nil {
+			return err
+		}
+		ver, err := be.tokenVersion(s.ctx, key)
+		if err != nil {
+			return err
+		}
+		v.TicketStates = append(v.TicketStates, ticketViewOf(registry.Ticket(t), be.store.TokenName(key), tst, ver, now))
+	}
 	if e := v.LastError; e != nil && e.Errcode != 0 {
 		ip := ""
 		if isWhitelist(e.Errcode) {
@@ -227,6 +239,25 @@ func printShow(out io.Writer, v appView, be *backend, now time.Time) {
 	}
 	if v.RefreshingUntil != nil {
 		line("refreshing", "a refresh holds the lease until %s", when(*v.RefreshingUntil, now))
+	}
+	for _, t := range v.TicketStates {
+		state := fmt.Sprintf("%s version %d", t.Parameter, t.Version)
+		switch {
+		case t.Version == 0:
+			state = "none published at " + t.Parameter
+		case !t.Published:
+			state += ", NOT the committed one: the next run repairs it"
+		}
+		if t.ExpiresAt != nil {
+			state += ", expires " + when(*t.ExpiresAt, now)
+		}
+		line("ticket "+t.Ticket, "%s; calls today %d", state, t.CallsToday)
+		if t.PausedUntil != nil {
+			line("", "PAUSED until %s", when(*t.PausedUntil, now))
+		}
+		if t.LastError != nil {
+			line("", "last error %s: %s", lastErrorCell(t.LastError), t.LastError.Message)
+		}
 	}
 	_ = w.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,7 +25,7 @@ type change struct {
 // setChanges turns the set flags that were given into changes of the item.
 func setChanges(given map[string]string) ([]change, error) {
 	var out []change
-	for _, f := range []string{"appid", "mode", "budget", "margin", "disabled"} {
+	for _, f := range []string{"appid", "mode", "budget", "margin", "disabled", "tickets"} {
 		v, ok := given[f]
 		if !ok {
 			continue
@@ -41,6 +42,21 @@ func setChanges(given map[string]string) ([]change, error) {
 			}
 			attr := map[string]string{"budget": "daily_budget", "margin": "refresh_margin_s"}[f]
 			out = append(out, change{attr, &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}, v})
+		case "tickets":
+			// The names are checked for the app's kind by decodeValid.
+			c := change{attr: "tickets", shown: v}
+			var names []string
+			for _, n := range strings.Split(v, ",") {
+				if n = strings.TrimSpace(n); n != "" && n != "none" && !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+			if len(names) > 0 {
+				c.value = &ddbtypes.AttributeValueMemberSS{Value: names}
+			} else {
+				c.shown = "none"
+			}
+			out = append(out, c)
 		case "disabled":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -80,6 +96,7 @@ func cmdAppsSet(s *session, args []string) error {
 		f.String("margin", "", "classic/WeCom: refresh this many seconds before expiry")
 		f.String("disabled", "", "true: keep the registration but stop refreshing; false: refresh again")
 		f.String("appid", "", "a corrected appid (WeCom: corpid)")
+		f.String("tickets", "", "the tickets to keep fresh, replacing the list: jsapi,wx_card (Official Accounts), jsapi,agent_config (WeCom); none for none")
 		f.String("secret", "", "refused: use `wxtoken apps secret NAME` with the secret on stdin")
 	})
 	if err != nil {
@@ -102,7 +119,7 @@ func cmdAppsSet(s *session, args []string) error {
 		return err
 	}
 	if len(changes) == 0 {
-		return fail(ExitUsage, "nothing to change: pass --mode, --budget, --margin, --disabled or --appid")
+		return fail(ExitUsage, "nothing to change: pass --mode, --budget, --margin, --disabled, --appid or --tickets")
 	}
 	be, err := s.backend()
 	if err != nil {
@@ -127,7 +144,8 @@ func cmdAppsSet(s *session, args []string) error {
 	if old, err := registry.Decode(name, item); err == nil {
 		v := registrationView(old)
 		before = map[string]string{"appid": v.AppID, "mode": v.Mode, "daily_budget": strconv.Itoa(v.DailyBudget),
-			"refresh_margin_s": strconv.FormatInt(v.RefreshMarginS, 10), "disabled": strconv.FormatBool(v.Disabled)}
+			"refresh_margin_s": strconv.FormatInt(v.RefreshMarginS, 10), "disabled": strconv.FormatBool(v.Disabled),
+			"tickets": ticketsShown(old.Tickets)}
 	}
 	if s.opts.json {
 		return printJSON(s.out, struct {
@@ -155,7 +173,7 @@ func cmdAppsSet(s *session, args []string) error {
 // isSetFlag reports whether a flag is one of set's own.
 func isSetFlag(name string) bool {
 	switch name {
-	case "mode", "budget", "margin", "disabled", "appid":
+	case "mode", "budget", "margin", "disabled", "appid", "tickets":
 		return true
 	}
 	return false
@@ -187,4 +205,12 @@ func onlyDisabled(changes []change) bool {
 		}
 	}
 	return true
+}
+
+// ticketsShown is a ticket set for people ("none" when empty).
+func ticketsShown(t registry.TicketSet) string {
+	if t == 0 {
+		return "none"
+	}
+	return t.String()
 }

@@ -9,12 +9,12 @@ import (
 
 // commands is every subcommand, in the order help lists them.
 var commands = []command{
-	{name: "apps add", args: "NAME --appid ID --kind offiaccount|miniprogram|wecom [--mode stable|classic] [--budget N] [--margin SECONDS] < secret",
+	{name: "apps add", args: "NAME --appid ID --kind offiaccount|miniprogram|wecom [--mode stable|classic] [--budget N] [--margin SECONDS] [--tickets LIST] < secret",
 		summary: "register an app: its secret (from stdin) in SSM, its item in the table, then ask the API for its first token",
 		detail:  addDetail, run: cmdAppsAdd},
 	{name: "apps list", args: "", summary: "every app: kind, mode, token expiry, calls today of budget, pause, last error, drift", run: cmdAppsList},
 	{name: "apps show", args: "NAME", summary: "one app in detail (never its token or secret)", run: cmdAppsShow},
-	{name: "apps set", args: "NAME [--mode stable|classic] [--budget N] [--margin SECONDS] [--disabled true|false] [--appid ID]",
+	{name: "apps set", args: "NAME [--mode stable|classic] [--budget N] [--margin SECONDS] [--disabled true|false] [--appid ID] [--tickets LIST|none]",
 		summary: "change an app's registration (validated like apps add)", detail: setDetail, run: cmdAppsSet},
 	{name: "apps secret", args: "NAME < secret", summary: "replace an app's secret (from stdin); a pause caused by a wrong secret ends at the next scheduled run",
 		run: cmdAppsSecret},
@@ -43,6 +43,11 @@ Then the API is asked for the first token (POST /v1/apps/NAME/refresh, SigV4-
 signed for a stack). When WeChat refuses (exit 5), the app stays registered and
 the message says what to fix: 40164 the IP to whitelist, 40125/40001 the
 secret, 40013 the appid.
+
+--tickets keeps tickets fresh beside the token, each published at
+{prefix}/NAME/{ticket}_ticket: jsapi and wx_card for an Official Account,
+jsapi (the corporation's, for wx.config) and agent_config (the application's,
+for wx.agentConfig) for WeCom; a Mini Program has none.
 
 Example:
   wxtoken --stack wxtoken apps add shop --appid wx0123456789abcdef --kind offiaccount < secret.txt`,

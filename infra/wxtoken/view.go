@@ -21,6 +21,8 @@ type appView struct {
 	DailyBudget    int    `json:"daily_budget,omitempty"`
 	MinIntervalS   int64  `json:"min_interval_s,omitempty"`
 	Disabled       bool   `json:"disabled"`
+	// Tickets are the tickets the app keeps fresh beside its token.
+	Tickets []string `json:"tickets,omitempty"`
 	// Invalid is why the scheduled run rejects the registration.
 	Invalid string `json:"invalid,omitempty"`
 
@@ -39,6 +41,8 @@ type appView struct {
 	LastDriftAt      *time.Time `json:"last_drift_at,omitempty"`
 	RefreshingUntil  *time.Time `json:"refresh_in_progress_until,omitempty"`
 
+	// Set by show only: each ticket's state.
+	TicketStates []ticketView `json:"ticket_states,omitempty"`
 	// Set by show only: what the last error means and what to do, and
 	// what to do about drift.
 	Advice        *advice `json:"advice,omitempty"`
@@ -46,6 +50,26 @@ type appView struct {
 	TokenVersion  *int64  `json:"token_version,omitempty"`
 	Published     *bool   `json:"published,omitempty"`
 	SecretVersion *int64  `json:"secret_version,omitempty"`
+}
+
+// ticketView is one ticket's state, never the ticket.
+type ticketView struct {
+	Ticket      string     `json:"ticket"`
+	Parameter   string     `json:"parameter"`
+	Version     int64      `json:"version"`
+	Published   bool       `json:"published"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CallsToday  int        `json:"calls_today"`
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
+	LastError   *errorView `json:"last_error,omitempty"`
+}
+
+// ticketViewOf shows a ticket's state st and published version at now.
+func ticketViewOf(t registry.Ticket, parameter string, st lease.State, version int64, now time.Time) ticketView {
+	v := viewOf(registry.App{}, st, now)
+	return ticketView{Ticket: string(t), Parameter: parameter, Version: version,
+		Published: version > 0 && st.HasToken() && st.Version == version,
+		ExpiresAt: v.ExpiresAt, CallsToday: v.CallsToday, PausedUntil: v.PausedUntil, LastError: v.LastError}
 }
 
 // errorView is an app's last failed refresh.
@@ -72,9 +96,13 @@ func at(t time.Time) *time.Time {
 
 // registrationView shows a registration alone.
 func registrationView(a registry.App) appView {
-	return appView{Name: a.Name, AppID: a.AppID, Kind: string(a.Kind), Mode: string(a.Mode),
+	v := appView{Name: a.Name, AppID: a.AppID, Kind: string(a.Kind), Mode: string(a.Mode),
 		RefreshMarginS: int64(a.RefreshMargin / time.Second), DailyBudget: a.DailyBudget,
 		MinIntervalS: int64(a.MinInterval / time.Second), Disabled: a.Disabled}
+	for _, t := range a.Tickets.List() {
+		v.Tickets = append(v.Tickets, string(t))
+	}
+	return v
 }
 
 // viewOf shows an app's registration and state at now.

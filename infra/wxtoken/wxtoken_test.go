@@ -680,3 +680,44 @@ func TestClearQuotaCommand(t *testing.T) {
 	}
 	clear(ExitNotFound, []string{"no secret is stored for shop", "wxtoken apps secret shop"}, "shop")
 }
+
+// TestTicketsCommand: --tickets on add and set, validated for the kind;
+// show describes each ticket's state (never the ticket).
+func TestTicketsCommand(t *testing.T) {
+	b := newBed(t)
+	b.sandbox(shopID, secretFor("shop"), wechattest.OfficialAccount)
+	b.want(ExitOK, []string{"tickets jsapi,wx_card"}, secretFor("shop")+"\n",
+		"apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount", "--tickets", "wx_card, jsapi")
+	if ss, ok := b.item("shop")["tickets"].(*ddbtypes.AttributeValueMemberSS); !ok || strings.Join(ss.Value, ",") != "jsapi,wx_card" {
+		t.Fatalf("the item's tickets: %v", b.item("shop")["tickets"])
+	}
+	if _, err := b.stack.Refresher.RefreshDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.want(ExitOK, nil, "", "apps", "show", "shop", "--json")
+	var v appView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	if len(v.TicketStates) != 2 || v.TicketStates[0].Ticket != "jsapi" || !v.TicketStates[0].Published || v.TicketStates[0].Version != 1 ||
+		!strings.HasSuffix(v.TicketStates[1].Parameter, "/shop/wx_card_ticket") || v.TicketStates[1].ExpiresAt == nil {
+		t.Errorf("ticket states %+v, want jsapi and wx_card published", v.TicketStates)
+	}
+	ticket := b.param(b.stack.Prefix + "/shop/jsapi_ticket")
+	b.tokens = append(b.tokens, ticket)
+	b.want(ExitOK, []string{"ticket jsapi:", "/shop/jsapi_ticket version 1", "ticket wx_card:"}, "", "apps", "show", "shop")
+
+	b.want(ExitInvalid, []string{`"agent_config" is not a ticket of an Official Account`}, "", "apps", "set", "shop", "--tickets", "agent_config")
+	b.want(ExitOK, []string{"tickets jsapi,wx_card → none"}, "", "apps", "set", "shop", "--tickets", "none")
+	if _, ok := b.item("shop")["tickets"]; ok {
+		t.Error("--tickets none left the tickets attribute")
+	}
+	b.want(ExitOK, []string{"tickets none → jsapi"}, "", "apps", "set", "shop", "--tickets", "jsapi")
+
+	b.sandbox(mpID, secretFor("mp"), wechattest.MiniProgram)
+	b.want(ExitInvalid, []string{"a Mini Program (miniprogram) has no tickets"}, secretFor("mp")+"\n",
+		"apps", "add", "mp", "--appid", mpID, "--kind", "miniprogram", "--tickets", "jsapi")
+	if b.item("mp") != nil {
+		t.Error("a refused registration was written")
+	}
+}

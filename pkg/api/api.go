@@ -473,31 +473,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// statusJSON is the status answer.
+// statusJSON is the status answer: the app, its token's metadata and its
+// tickets'.
 type statusJSON struct {
-	App         string `json:"app"`
-	AppID       string `json:"appid"`
-	Kind        string `json:"kind"`
-	Mode        string `json:"mode"`
-	Disabled    bool   `json:"disabled"`
+	App      string `json:"app"`
+	AppID    string `json:"appid"`
+	Kind     string `json:"kind"`
+	Mode     string `json:"mode"`
+	Disabled bool   `json:"disabled"`
+	credentialJSON
+	CallsDay       string     `json:"calls_day"`
+	LastOnDemandAt *time.Time `json:"last_on_demand_at,omitempty"`
+	DriftCount     int        `json:"drift_count"`
+	LastDriftAt    *time.Time `json:"last_drift_at,omitempty"`
+	// Tickets are the app's tickets' metadata (never a ticket).
+	Tickets []ticketStatusJSON `json:"tickets,omitempty"`
+}
+
+// credentialJSON is what the status answer says of a token or a ticket.
+type credentialJSON struct {
 	Version     int64  `json:"version"`
 	Published   bool   `json:"published"`
 	Generation  int64  `json:"generation"`
 	Fingerprint string `json:"fingerprint,omitempty"`
-	// IssuedAt is when WeChat issued the committed token.
+	// IssuedAt is when WeChat issued the committed credential.
 	IssuedAt  *time.Time `json:"issued_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
 	// ExpiresIn is the remaining life in seconds at the time of the answer.
 	ExpiresIn      *int64     `json:"expires_in"`
 	CallsToday     int        `json:"calls_today"`
-	CallsDay       string     `json:"calls_day"`
 	DailyBudget    int        `json:"daily_budget"`
 	LastError      *lastError `json:"last_error"`
 	BlockedUntil   *time.Time `json:"blocked_until,omitempty"`
-	LastOnDemandAt *time.Time `json:"last_on_demand_at,omitempty"`
-	DriftCount     int        `json:"drift_count"`
-	LastDriftAt    *time.Time `json:"last_drift_at,omitempty"`
 	RefreshingTill *time.Time `json:"refresh_in_progress_until,omitempty"`
+}
+
+// ticketStatusJSON is one ticket's part of the status answer.
+type ticketStatusJSON struct {
+	Ticket string `json:"ticket"`
+	credentialJSON
 }
 
 type lastError struct {
@@ -518,18 +532,40 @@ func ts(t time.Time) *time.Time {
 func statusBody(s refresh.Status, now time.Time) statusJSON {
 	out := statusJSON{
 		App: s.App, AppID: s.AppID, Kind: s.Kind, Mode: s.Mode, Disabled: s.Disabled,
-		Version: s.Version, Published: s.Published, Generation: s.Generation, Fingerprint: s.Fingerprint,
-		IssuedAt: ts(s.FetchedAt), ExpiresAt: ts(s.ExpiresAt),
-		CallsToday: s.CallsToday, CallsDay: s.CallsDay, DailyBudget: s.DailyBudget,
-		BlockedUntil: ts(s.BlockedUntil), LastOnDemandAt: ts(s.LastOnDemandAt),
-		DriftCount: s.DriftCount, LastDriftAt: ts(s.LastDriftAt), RefreshingTill: ts(s.LeaseUntil),
+		credentialJSON: credentialOf(s, now),
+		CallsDay:       s.CallsDay, LastOnDemandAt: ts(s.LastOnDemandAt),
+		DriftCount: s.DriftCount, LastDriftAt: ts(s.LastDriftAt),
 	}
-	if !s.ExpiresAt.IsZero() {
-		left := int64(s.ExpiresAt.Sub(now).Seconds())
-		out.ExpiresIn = &left
-	}
-	if s.LastError != "" {
-		out.LastError = &lastError{Message: s.LastError, WeChatErrcode: s.LastErrCode, Class: s.ErrorClass, At: ts(s.LastErrorAt)}
+	for _, t := range s.Tickets {
+		out.Tickets = append(out.Tickets, ticketStatusJSON{Ticket: string(t.Ticket), credentialJSON: credentialOf(t, now)})
 	}
 	return out
+}
+
+// credentialOf is a token's or a ticket's metadata at now.
+func credentialOf(s refresh.Status, now time.Time) credentialJSON {
+	return credentialJSON{
+		Version: s.Version, Published: s.Published, Generation: s.Generation, Fingerprint: s.Fingerprint,
+		IssuedAt: ts(s.FetchedAt), ExpiresAt: ts(s.ExpiresAt), ExpiresIn: expiresIn(s, now),
+		CallsToday: s.CallsToday, DailyBudget: s.DailyBudget, LastError: lastErrorOf(s),
+		BlockedUntil: ts(s.BlockedUntil), RefreshingTill: ts(s.LeaseUntil),
+	}
+}
+
+// expiresIn is the credential's remaining life in seconds at now (nil when
+// unknown).
+func expiresIn(s refresh.Status, now time.Time) *int64 {
+	if s.ExpiresAt.IsZero() {
+		return nil
+	}
+	left := int64(s.ExpiresAt.Sub(now).Seconds())
+	return &left
+}
+
+// lastErrorOf is the credential's last error (nil when none).
+func lastErrorOf(s refresh.Status) *lastError {
+	if s.LastError == "" {
+		return nil
+	}
+	return &lastError{Message: s.LastError, WeChatErrcode: s.LastErrCode, Class: s.ErrorClass, At: ts(s.LastErrorAt)}
 }

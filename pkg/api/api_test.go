@@ -22,6 +22,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/api"
 	"github.com/wxtoken/wxtoken/pkg/lease/leasetest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
@@ -86,8 +87,15 @@ func (s *stub) Status(_ context.Context, app string) (refresh.Status, error) {
 	return refresh.Status{App: app, AppID: "wxdemo0000000001", Kind: "offiaccount", Mode: "stable", Version: 3, Published: true,
 		Generation: 3, Fingerprint: wechat.Fingerprint(liveToken), ExpiresAt: expires, CallsToday: 2, DailyBudget: 1000,
 		LastError: "wechat: stable_token: errcode 40164: invalid ip 203.0.113.9", LastErrCode: 40164, ErrorClass: "config",
-		LastErrorAt: expires.Add(-time.Hour)}, nil
+		LastErrorAt: expires.Add(-time.Hour),
+		Tickets: []refresh.Status{{App: app, Ticket: registry.TicketJSAPI, Version: 2, Published: true, Generation: 2,
+			Fingerprint: wechat.Fingerprint(liveTicket), ExpiresAt: expires, CallsToday: 1, DailyBudget: registry.DefaultTicketBudget,
+			LastError: "the access token the ticket call needs could not be had", ErrorClass: string(refresh.ClassTokenUnavailable), LastErrorAt: expires.Add(-time.Hour)}},
+	}, nil
 }
+
+// liveTicket is a ticket the stub's status describes (never shows).
+const liveTicket = "kgt8ON7yVITDhtdwci0qeZ3xUtvLtQoOZDqd8wKdgcDOz8pt8v9ZQsrgw4yuxP1Ij5nGuIz0eCSyjZEkXLFFTw"
 
 // response is a decoded API answer.
 type response struct {
@@ -256,6 +264,24 @@ func TestStatusAnswer(t *testing.T) {
 	le, _ := body["last_error"].(map[string]any)
 	if le["wechat_errcode"] != float64(40164) || !strings.Contains(fmt.Sprint(le["message"]), "203.0.113.9") {
 		t.Errorf("last_error = %v, want errcode 40164 quoting the IP", le)
+	}
+	if strings.Contains(string(raw), liveTicket) {
+		t.Errorf("status answer holds the ticket: %s", raw)
+	}
+	tickets, _ := body["tickets"].([]any)
+	if len(tickets) != 1 {
+		t.Fatalf("tickets = %v, want the jsapi ticket", body["tickets"])
+	}
+	tk, _ := tickets[0].(map[string]any)
+	for k, v := range map[string]any{"ticket": "jsapi", "version": float64(2), "published": true, "generation": float64(2),
+		"fingerprint": wechat.Fingerprint(liveTicket), "calls_today": float64(1), "daily_budget": float64(registry.DefaultTicketBudget),
+		"expires_at": "2026-11-21T10:00:00Z"} {
+		if tk[k] != v {
+			t.Errorf("tickets[0].%s = %v, want %v", k, tk[k], v)
+		}
+	}
+	if e, _ := tk["last_error"].(map[string]any); e["class"] != string(refresh.ClassTokenUnavailable) {
+		t.Errorf("tickets[0].last_error = %v, want class %s", tk["last_error"], refresh.ClassTokenUnavailable)
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 )
@@ -61,7 +63,43 @@ func TestDevTwice(t *testing.T) {
 		if strings.Contains(out.String(), body.AccessToken) {
 			t.Error("the console output holds the token")
 		}
+		// The demo's jsapi_ticket: published beside the token, valid at
+		// the sandbox, and make dev-sign signs a page with it.
+		ticket := devTicket(t, state, round)
+		verdict := struct {
+			ErrCode int `json:"errcode"`
+		}{-1}
+		checked, err := http.Get(sandbox + "/_sandbox/tickets/check?" + url.Values{"appid": {demoAppID}, "type": {"jsapi"}, "ticket": {ticket}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(checked.Body).Decode(&verdict)
+		checked.Body.Close()
+		if verdict.ErrCode != 0 {
+			t.Errorf("round %d: the sandbox rejects the published jsapi_ticket with errcode %d", round, verdict.ErrCode)
+		}
+		var signed syncBuffer
+		page := "https://shop.example/pay?x=1#top"
+		if err := run(context.Background(), []string{"-sign", page, "-state", state}, &signed); err != nil {
+			t.Fatalf("round %d: dev -sign: %v", round, err)
+		}
+		var sig client.JSSDKSignature
+		if err := json.Unmarshal([]byte(signed.String()), &sig); err != nil || sig.URL != "https://shop.example/pay?x=1" ||
+			sig.Signature != client.SignJSSDK(ticket, sig.NonceStr, sig.Timestamp, sig.URL) {
+			t.Errorf("round %d: dev -sign printed %q (%v), want a signature of the page with the published ticket", round, signed.String(), err)
+		}
+		for _, hint := range []string{"make dev-token APP=demo TICKET=jsapi", "make dev-sign URL="} {
+			if !strings.Contains(out.String(), hint) {
+				t.Errorf("round %d: the banner does not show %q", round, hint)
+			}
+		}
+		if strings.Contains(out.String(), ticket) {
+			t.Error("the console output holds the ticket")
+		}
 		logs, _ := os.ReadFile(filepath.Join(state, "functions.log"))
+		if strings.Contains(string(logs), ticket) {
+			t.Error("the function log holds the ticket")
+		}
 		if strings.Contains(string(logs), body.AccessToken) || strings.Contains(string(logs), demoSecret) {
 			t.Error("the function log holds the token or the secret")
 		}
@@ -74,4 +112,19 @@ func TestDevTwice(t *testing.T) {
 			t.Errorf("round %d: the API still answers after the stop", round)
 		}
 	}
+}
+
+// devTicket is the demo's jsapi_ticket as make dev-token TICKET=jsapi prints
+// it, once the schedule published it.
+func devTicket(t *testing.T, state string, round int) string {
+	t.Helper()
+	var tk syncBuffer
+	if err := run(context.Background(), []string{"-token", "demo", "-ticket", "jsapi", "-state", state}, &tk); err != nil {
+		t.Fatalf("round %d: dev -token demo -ticket jsapi: %v", round, err)
+	}
+	ticket := strings.TrimSpace(tk.String())
+	if ticket == "" {
+		t.Fatalf("round %d: no jsapi_ticket printed", round)
+	}
+	return ticket
 }

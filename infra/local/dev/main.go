@@ -9,6 +9,8 @@
 //
 //	dev [-addr 127.0.0.1:8080] [-sandbox-addr 127.0.0.1:8081] [-every 1m] [-app demo]
 //	dev -token demo      print the token published for an app (reads .cache/dev/env)
+//	dev -token demo -ticket jsapi   print the app's published jsapi_ticket
+//	dev -sign URL [-app demo]       sign URL for wx.config with the app's jsapi_ticket
 //
 // With WXTOKEN_DEV_WECHAT=real, WXTOKEN_DEV_APPID and WXTOKEN_DEV_SECRET set
 // (and optionally WXTOKEN_DEV_KIND, WXTOKEN_DEV_MODE), the demo app is that
@@ -19,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +43,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/api"
+	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/config"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/schedule"
@@ -71,12 +75,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	every := fs.Duration("every", time.Minute, "how often the scheduled refresh runs (the template's ScheduleRate)")
 	app := fs.String("app", "demo", "name of the demo app to register")
 	token := fs.String("token", "", "print the token published for this app and exit (needs a running make dev)")
+	ticket := fs.String("ticket", "", "with -token: print this ticket of the app instead (jsapi, wx_card, agent_config)")
+	sign := fs.String("sign", "", "print a wx.config signature of this page URL with the app's (-app) published jsapi_ticket and exit")
 	stateDir := fs.String("state", ".cache/dev", "directory for the function log and the engines' endpoints (env)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *token != "" {
-		return printToken(ctx, *stateDir, *token, out)
+		return printToken(ctx, *stateDir, registry.Credential{App: *token, Ticket: registry.Ticket(*ticket)}, out)
+	}
+	if *sign != "" {
+		return printSignature(ctx, *stateDir, *app, *sign, out)
 	}
 	if os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") == "" || os.Getenv("AWS_ENDPOINT_URL_SSM") == "" {
 		return errors.New("the local AWS engines are not running: start this with `make dev`, which runs it under the test bed")
@@ -235,6 +244,10 @@ func setUp(ctx context.Context, cfg aws.Config, app string, wx *wechat) error {
 	if wx.kind != "" {
 		a.Kind = registry.Kind(wx.kind)
 	}
+	if a.Kind != registry.MiniProgram {
+		// The JS-SDK ticket, kept fresh beside the token.
+		a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+	}
 	if wx.mode != "" {
 		a.Mode = registry.Mode(wx.mode)
 	}
@@ -250,14 +263,16 @@ func setUp(ctx context.Context, cfg aws.Config, app string, wx *wechat) error {
 	if wx.sandbox != nil {
 		// A new sandbox knows none of the tokens an earlier run left in
 		// engines that outlived it: start the app afresh.
-		if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(table),
-			Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "state#" + app}}}); err != nil {
-			return fmt.Errorf("reset the demo app's state: %w", err)
-		}
-		var nf *ssmtypes.ParameterNotFound
-		if _, err := ssm.NewFromConfig(cfg).DeleteParameter(ctx, &ssm.DeleteParameterInput{
-			Name: aws.String(tokenstore.New(nil, prefix, "").TokenName(app))}); err != nil && !errors.As(err, &nf) {
-			return fmt.Errorf("reset the demo app's token: %w", err)
+		for _, key := range []string{app, registry.Credential{App: app, Ticket: registry.TicketJSAPI}.Key()} {
+			if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(table),
+				Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: "state#" + key}}}); err != nil {
+				return fmt.Errorf("reset the demo app's state: %w", err)
+			}
+			var nf *ssmtypes.ParameterNotFound
+			if _, err := ssm.NewFromConfig(cfg).DeleteParameter(ctx, &ssm.DeleteParameterInput{
+				Name: aws.String(tokenstore.New(nil, prefix, "").TokenName(key))}); err != nil && !errors.As(err, &nf) {
+				return fmt.Errorf("reset the demo app's token and ticket: %w", err)
+			}
 		}
 	}
 	return nil
@@ -297,6 +312,8 @@ Try:
   curl -s -X POST %[1]s/v1/apps/%[9]s/refresh -d '{"stale_token":"TOKEN"}'  # WeChat rejected TOKEN: refresh once
   curl -s %[1]s/v1/apps/%[9]s                                       # status: metadata, never the token
   make dev-token APP=%[9]s                                          # the token published in the local SSM
+  make dev-token APP=%[9]s TICKET=jsapi                             # its jsapi_ticket, kept fresh beside it
+  make dev-sign URL='https://example.com/page?x=1'                  # a wx.config signature with that ticket
   go run ./infra/wxtoken --local apps list                          # the operator command (README: Registering an app)
   # or with the AWS CLI, in another shell:
   source %[10]s && aws ssm get-parameter --with-decryption --name %[6]s/%[9]s/access_token --query Parameter.Value --output text
@@ -307,11 +324,53 @@ Ctrl-C stops everything.
 		filepath.Join(stateDir, "env"))
 }
 
-// printToken reads the published token of app from the running dev stack.
-func printToken(ctx context.Context, stateDir, app string, out io.Writer) error {
+// printToken reads the published token (or ticket) of a credential from the
+// running dev stack.
+func printToken(ctx context.Context, stateDir string, c registry.Credential, out io.Writer) error {
+	store, err := devStore(ctx, stateDir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tok, version, err := store.Get(ctx, c.Key())
+	if err != nil {
+		return fmt.Errorf("read the %s of %s (is make dev running?): %w", c.ParameterLeaf(), c.App, err)
+	}
+	fmt.Fprintf(os.Stderr, "%s, version %d:\n", store.TokenName(c.Key()), version)
+	fmt.Fprintln(out, tok)
+	return nil
+}
+
+// printSignature signs pageURL for wx.config with the app's published
+// jsapi_ticket and prints what the page passes to wx.config.
+func printSignature(ctx context.Context, stateDir, app, pageURL string, out io.Writer) error {
+	store, err := devStore(ctx, stateDir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	key := registry.Credential{App: app, Ticket: registry.TicketJSAPI}.Key()
+	ticket, _, err := store.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read the jsapi_ticket of %s (is make dev running, and does %s have the jsapi ticket?): %w", app, app, err)
+	}
+	sig, err := client.NewJSSDKSignature(ticket, pageURL, time.Now())
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sig)
+}
+
+// devStore is the token store of the running dev stack, whose engines'
+// endpoints its env file names.
+func devStore(ctx context.Context, stateDir string) (*tokenstore.Store, error) {
 	raw, err := os.ReadFile(filepath.Join(stateDir, "env"))
 	if err != nil {
-		return errors.New("no running make dev found (" + filepath.Join(stateDir, "env") + " is missing)")
+		return nil, errors.New("no running make dev found (" + filepath.Join(stateDir, "env") + " is missing)")
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
@@ -320,15 +379,7 @@ func printToken(ctx context.Context, stateDir, app string, out io.Writer) error 
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	tok, version, err := tokenstore.New(ssm.NewFromConfig(cfg), prefix, "").Get(ctx, app)
-	if err != nil {
-		return fmt.Errorf("read the token of %s (is make dev running?): %w", app, err)
-	}
-	fmt.Fprintf(os.Stderr, "%s/%s/access_token, version %d:\n", prefix, app, version)
-	fmt.Fprintln(out, tok)
-	return nil
+	return tokenstore.New(ssm.NewFromConfig(cfg), prefix, ""), nil
 }

@@ -286,6 +286,7 @@ func (s *Sandbox) Revoke(appID string) {
 //	DELETE /_sandbox/faults  remove every fault (?appid=X: the faults limited to app X)
 //	POST   /_sandbox/clock   {"advance":"90m"} and/or {"speed":60}; answers {"now":...}
 //	POST   /_sandbox/apps    register an App (JSON body)
+//	GET    /_sandbox/tickets/check?appid=&type=&ticket=  {"errcode":0} when the ticket is valid (CheckTicket)
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, AdminPrefix) {
 		s.serveAdmin(w, r)

@@ -185,6 +185,12 @@ func (s *Sandbox) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			}
 			writeJSON(w, map[string]any{"now": s.Now(), "speed": s.Clock().Speed()})
 		}
+	case "GET " + AdminPrefix + "tickets/check":
+		// What a WeChat client's wx.config would find of a ticket:
+		// ?appid=...&type=jsapi|wx_card|wecom_jsapi|agent_config&ticket=...
+		q := r.URL.Query()
+		code := s.CheckTicket(q.Get("appid"), TicketType(q.Get("type")), q.Get("ticket"))
+		writeJSON(w, map[string]any{"errcode": code})
 	case "POST " + AdminPrefix + "apps":
 		var a App
 		if !decode(&a) {

@@ -168,3 +168,16 @@ func TestTicketNewEndsOldKeepsOnlyThePrevious(t *testing.T) {
 		t.Errorf("TicketsIssued = %d, want 3", n)
 	}
 }
+
+// TestTicketCheckRoute: GET /_sandbox/tickets/check answers CheckTicket.
+func TestTicketCheckRoute(t *testing.T) {
+	s := start(t, wechattest.Config{})
+	oa := mustToken(t, stable(t, s, oaID, oaSecret, false))
+	ticket := mustTicket(t, ticketCall(t, s, wechattest.TicketJSAPI, oa))
+	check := func(typ, tk string) int {
+		return do(t, http.MethodGet, s.URL+"/_sandbox/tickets/check?"+url.Values{"appid": {oaID}, "type": {typ}, "ticket": {tk}}.Encode(), "").ErrCode
+	}
+	wantCode(t, "the ticket", check("jsapi", ticket), 0)
+	wantCode(t, "as a card ticket", check("wx_card", ticket), 40014)
+	wantCode(t, "a ticket never issued", check("jsapi", "nope"), 40014)
+}
