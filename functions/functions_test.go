@@ -279,6 +279,13 @@ func TestEndToEnd(t *testing.T) {
 		{"api-not-an-http-event.json", 400, nil},
 		{"api-refresh-unknown-app.json", 404, nil},
 		{"api-status-unknown-app.json", 404, nil},
+		// The ticket route reaches the handler (demo keeps no ticket here;
+		// pkg/refresh and make dev test tickets end to end).
+		{"api-ticket-refresh.json", 404, func(t *testing.T, body map[string]any, _ map[string]string) {
+			if e, _ := body["error"].(map[string]any); e["code"] != "unknown_ticket" {
+				t.Errorf("error %v, want unknown_ticket", body["error"])
+			}
+		}},
 	}
 	for _, st := range steps {
 		t.Run(st.file, func(t *testing.T) {

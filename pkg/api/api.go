@@ -3,11 +3,14 @@
 // of an app, and an adapter that runs the same handler behind API Gateway's
 // HTTP API (payload format 2.0) in Lambda.
 //
-//	POST /v1/apps/{app}/refresh        {"stale_token": "..."} (optional)
-//	POST /v1/apps/{app}/force-refresh  no body, or {}
-//	GET  /v1/apps/{app}                status: metadata, never the token
+//	POST /v1/apps/{app}/refresh                   {"stale_token": "..."} (optional)
+//	POST /v1/apps/{app}/tickets/{ticket}/refresh  {"stale_ticket": "..."} (optional)
+//	POST /v1/apps/{app}/force-refresh             no body, or {}
+//	GET  /v1/apps/{app}                           status: metadata, never the token
 //
-// A token answer is {"app","access_token","version","expires_at","refreshed"}.
+// A token answer is {"app","access_token","version","expires_at","refreshed"};
+// the ticket route answers the ticket under "ticket" instead of
+// "access_token" (404 unknown_ticket for a ticket the app does not keep).
 // Errors are {"error":{"code","message"}} with "wechat_errcode" when WeChat
 // answered: 400 for a malformed, oversized or unknown-field body or a bad app
 // name, 404 for an unknown app or route, 405 for a wrong method, 429 when a
@@ -50,6 +53,7 @@ const maxTokenLen = 2048
 type Refresher interface {
 	Refresh(ctx context.Context, app, stale string) (refresh.Result, error)
 	ForceRefresh(ctx context.Context, app string) (refresh.Result, error)
+	RefreshTicket(ctx context.Context, app string, ticket registry.Ticket, stale string) (refresh.Result, error)
 	Status(ctx context.Context, app string) (refresh.Status, error)
 }
 
@@ -107,7 +111,24 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 // route is a parsed request path.
 type route struct {
 	app    string
-	action string // "refresh", "force-refresh" or "" (status)
+	action string // actionRefresh, actionForceRefresh, actionTicketRefresh or "" (status)
+	ticket string // the ticket of actionTicketRefresh, as the caller wrote it
+}
+
+// The routes' actions, as they are logged and measured.
+const (
+	actionRefresh       = "refresh"
+	actionForceRefresh  = "force-refresh"
+	actionTicketRefresh = "ticket-refresh"
+)
+
+// knownTicket reports whether s names a ticket wxtoken keeps (any app's).
+func knownTicket(s string) bool {
+	switch registry.Ticket(s) {
+	case registry.TicketJSAPI, registry.TicketCard, registry.TicketAgentConfig:
+		return true
+	}
+	return false
 }
 
 // parse maps an escaped path to a route; ok is false for a path that is no
@@ -129,8 +150,10 @@ func parse(escaped string) (route, bool) {
 	switch {
 	case len(parts) == 1 && parts[0] != "":
 		return route{app: parts[0]}, true
-	case len(parts) == 2 && parts[0] != "" && (parts[1] == "refresh" || parts[1] == "force-refresh"):
+	case len(parts) == 2 && parts[0] != "" && (parts[1] == actionRefresh || parts[1] == actionForceRefresh):
 		return route{app: parts[0], action: parts[1]}, true
+	case len(parts) == 4 && parts[0] != "" && parts[1] == "tickets" && parts[2] != "" && parts[3] == "refresh":
+		return route{app: parts[0], action: actionTicketRefresh, ticket: parts[2]}, true
 	}
 	return route{}, false
 }
@@ -142,7 +165,7 @@ type apiError struct {
 	message    string
 	errcode    int
 	retryAfter time.Duration
-	current    *refresh.Result // the token to keep using (429)
+	current    *refresh.Result // the token (or ticket) to keep using (429)
 	cause      error           // logged, never sent
 }
 
@@ -169,23 +192,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}()
 		switch {
 		case !matched:
-			aerr = &apiError{status: http.StatusNotFound, code: "not_found", message: "no such route; see POST /v1/apps/{app}/refresh, POST /v1/apps/{app}/force-refresh, GET /v1/apps/{app}"}
+			aerr = &apiError{status: http.StatusNotFound, code: "not_found", message: "no such route; see POST /v1/apps/{app}/refresh, POST /v1/apps/{app}/tickets/{ticket}/refresh, POST /v1/apps/{app}/force-refresh, GET /v1/apps/{app}"}
 		case !methodAllowed(rt, req.Method):
 			w.Header().Set("Allow", allowed(rt))
 			// The method is not quoted: through Lambda it is any string the event holds.
 			aerr = &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: "this method is not allowed here; use " + allowed(rt)}
 		case !registry.ValidName(rt.app):
 			aerr = &apiError{status: http.StatusBadRequest, code: "invalid_app_name", message: "app names are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"}
-		case rt.action == "refresh":
-			kind = "refresh"
+		case rt.action == actionTicketRefresh && !knownTicket(rt.ticket):
+			// The segment is not quoted: a confused client could put a ticket there.
+			aerr = &apiError{status: http.StatusNotFound, code: "unknown_ticket", message: "no such ticket: jsapi, wx_card or agent_config"}
+		case rt.action == actionTicketRefresh:
+			kind = actionTicketRefresh
 			var stale string
-			if stale, aerr = decodeRefresh(w, req); aerr == nil {
+			if stale, aerr = decodeStale(w, req, "stale_ticket"); aerr == nil {
+				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
+					return h.refresher.RefreshTicket(ctx, rt.app, registry.Ticket(rt.ticket), stale)
+				})
+			}
+		case rt.action == actionRefresh:
+			kind = actionRefresh
+			var stale string
+			if stale, aerr = decodeStale(w, req, "stale_token"); aerr == nil {
 				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
 					return h.refresher.Refresh(ctx, rt.app, stale)
 				})
 			}
-		case rt.action == "force-refresh":
-			kind = "force-refresh"
+		case rt.action == actionForceRefresh:
+			kind = actionForceRefresh
 			if aerr = decodeEmpty(w, req); aerr == nil {
 				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
 					return h.refresher.ForceRefresh(ctx, rt.app)
@@ -201,20 +235,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}()
 
 	code := http.StatusOK
+	isTicket := kind == actionTicketRefresh
 	switch {
 	case aerr != nil:
 		code = aerr.status
-		writeError(w, aerr)
+		writeError(w, aerr, isTicket)
 	case kind == "status":
 		writeJSON(w, code, statusBody(status, h.now()))
 	default:
-		writeJSON(w, code, tokenBody(res))
+		writeJSON(w, code, tokenBody(res, isTicket))
 	}
 
 	// The path and app name are logged only once validated: a confused
 	// client could put a token in the path.
 	path, app := "(rejected)", "(invalid)"
-	if matched && registry.ValidName(rt.app) {
+	if matched && registry.ValidName(rt.app) && (rt.action != actionTicketRefresh || knownTicket(rt.ticket)) {
 		path, app = req.URL.Path, rt.app
 	} else if !matched {
 		app = ""
@@ -360,19 +395,20 @@ func describe(err error) string {
 // white space (U+00A0, U+2028...) is no JSON and no empty body either.
 func isBlank(body []byte) bool { return len(bytes.Trim(body, " \t\r\n")) == 0 }
 
-// decodeRefresh reads the refresh body: empty, or {"stale_token": "..."}.
-func decodeRefresh(w http.ResponseWriter, req *http.Request) (string, *apiError) {
+// decodeStale reads a refresh body: empty, or {field: "..."} (stale_token,
+// or stale_ticket on the ticket route).
+func decodeStale(w http.ResponseWriter, req *http.Request, field string) (string, *apiError) {
 	body, aerr := readBody(w, req)
 	if aerr != nil || isBlank(body) {
 		return "", aerr
 	}
-	in, aerr := object(body, "stale_token")
+	in, aerr := object(body, field)
 	if aerr != nil {
 		return "", aerr
 	}
-	stale := in["stale_token"]
+	stale := in[field]
 	if len(stale) > maxTokenLen {
-		return "", &apiError{status: http.StatusBadRequest, code: "malformed_body", message: fmt.Sprintf("stale_token is over %d characters", maxTokenLen)}
+		return "", &apiError{status: http.StatusBadRequest, code: "malformed_body", message: fmt.Sprintf("%s is over %d characters", field, maxTokenLen)}
 	}
 	return stale, nil
 }
@@ -395,6 +431,8 @@ func classify(err error) *apiError {
 	switch {
 	case errors.Is(err, refresh.ErrUnknownApp):
 		return &apiError{status: http.StatusNotFound, code: "unknown_app", message: "no such app is registered (or it is disabled)"}
+	case errors.Is(err, refresh.ErrUnknownTicket):
+		return &apiError{status: http.StatusNotFound, code: "unknown_ticket", message: "the app does not keep this ticket (wxtoken apps set NAME --tickets ...)"}
 	case errors.As(err, &refused):
 		a := &apiError{status: http.StatusTooManyRequests, code: "refresh_refused", errcode: refused.ErrCode, retryAfter: refused.RetryAfter, cause: err}
 		switch refused.Reason {
@@ -419,11 +457,13 @@ func classify(err error) *apiError {
 	return a
 }
 
-// tokenJSON is the 200 answer and, with Error, the 429 one.
+// tokenJSON is the 200 answer and, with Error, the 429 one: the token, or
+// on the ticket route the ticket.
 type tokenJSON struct {
 	Error       *errorJSON `json:"error,omitempty"`
 	App         string     `json:"app,omitempty"`
 	AccessToken string     `json:"access_token,omitempty"`
+	Ticket      string     `json:"ticket,omitempty"`
 	Version     int64      `json:"version,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at"`
 	Refreshed   bool       `json:"refreshed"`
@@ -435,8 +475,11 @@ type errorJSON struct {
 	WeChatErrcode int    `json:"wechat_errcode,omitempty"`
 }
 
-func tokenBody(r refresh.Result) tokenJSON {
+func tokenBody(r refresh.Result, ticket bool) tokenJSON {
 	t := tokenJSON{App: r.App, AccessToken: r.Token, Version: r.Version, Refreshed: r.Refreshed}
+	if ticket {
+		t.AccessToken, t.Ticket = "", r.Token
+	}
 	if !r.ExpiresAt.IsZero() {
 		at := r.ExpiresAt.UTC()
 		t.ExpiresAt = &at
@@ -444,13 +487,13 @@ func tokenBody(r refresh.Result) tokenJSON {
 	return t
 }
 
-func writeError(w http.ResponseWriter, a *apiError) {
+func writeError(w http.ResponseWriter, a *apiError, ticket bool) {
 	if a.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(a.retryAfter.Seconds())), 10))
 	}
 	e := &errorJSON{Code: a.code, Message: a.message, WeChatErrcode: a.errcode}
 	if a.current != nil {
-		t := tokenBody(*a.current)
+		t := tokenBody(*a.current, ticket)
 		t.Error = e
 		writeJSON(w, a.status, t)
 		return

@@ -77,6 +77,24 @@ func (s *stub) ForceRefresh(_ context.Context, app string) (refresh.Result, erro
 	return refresh.Result{App: app, Token: newToken, Version: 4, ExpiresAt: expires, Refreshed: true}, nil
 }
 
+func (s *stub) RefreshTicket(_ context.Context, app string, ticket registry.Ticket, stale string) (refresh.Result, error) {
+	if err := s.record(fmt.Sprintf("ticket %s %s stale=%q", app, ticket, stale)); err != nil {
+		return refresh.Result{}, err
+	}
+	switch {
+	case app != "demo":
+		return refresh.Result{}, fmt.Errorf("%w: %s", refresh.ErrUnknownApp, app)
+	case ticket != registry.TicketJSAPI:
+		return refresh.Result{}, fmt.Errorf("%w: %s has no %s ticket", refresh.ErrUnknownTicket, app, ticket)
+	case stale == "" || stale != liveTicket:
+		return refresh.Result{App: app, Token: liveTicket, Version: 2, ExpiresAt: expires, Refreshed: stale != ""}, nil
+	}
+	return refresh.Result{App: app, Token: newTicket, Version: 3, ExpiresAt: expires, Refreshed: true}, nil
+}
+
+// newTicket is the ticket the stub answers a claim against liveTicket with.
+const newTicket = "NEW_TICKET_bxLdikRXVbTPdHSM05e5u5sUoXNKd8-41ZO3MhKoyN5OfkWITDGgnr2fwJ0m9E8"
+
 func (s *stub) Status(_ context.Context, app string) (refresh.Status, error) {
 	if err := s.record("status " + app); err != nil {
 		return refresh.Status{}, err
@@ -154,6 +172,7 @@ func TestEvents(t *testing.T) {
 		"api-refresh-invalid-app.json":     {400, "invalid_app_name", ""},
 		"api-force-refresh-with-body.json": {400, "malformed_body", ""},
 		"api-not-an-http-event.json":       {400, "malformed_event", ""},
+		"api-ticket-refresh.json":          {200, "", `ticket demo jsapi stale="STALE_TICKET_SAMPLE"`},
 	}
 	files, err := filepath.Glob("../../events/api-*.json")
 	if err != nil || len(files) == 0 {
@@ -592,7 +611,79 @@ func (d deadlineSpy) Refresh(context.Context, string, string) (refresh.Result, e
 func (d deadlineSpy) ForceRefresh(context.Context, string) (refresh.Result, error) {
 	return refresh.Result{}, nil
 }
+func (d deadlineSpy) RefreshTicket(context.Context, string, registry.Ticket, string) (refresh.Result, error) {
+	return refresh.Result{}, nil
+}
 func (d deadlineSpy) Status(ctx context.Context, _ string) (refresh.Status, error) {
 	*d.got, _ = ctx.Deadline()
 	return refresh.Status{App: "demo"}, nil
+}
+
+// TestTicketRoute: POST /v1/apps/{app}/tickets/{ticket}/refresh answers the
+// ticket (never under access_token), takes stale_ticket only, and answers
+// 404 for a ticket the app does not keep or that does not exist, without
+// logging what the caller put in the ticket's place.
+func TestTicketRoute(t *testing.T) {
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code, ticket             string
+	}{
+		{"the published ticket", "POST", "/v1/apps/demo/tickets/jsapi/refresh", "", 200, "", liveTicket},
+		{"a claim against it", "POST", "/v1/apps/demo/tickets/jsapi/refresh", `{"stale_ticket":"` + liveTicket + `"}`, 200, "", newTicket},
+		{"stale_token is the token route's", "POST", "/v1/apps/demo/tickets/jsapi/refresh", `{"stale_token":"x"}`, 400, "malformed_body", ""},
+		{"a ticket the app does not keep", "POST", "/v1/apps/demo/tickets/wx_card/refresh", "", 404, "unknown_ticket", ""},
+		{"no such ticket", "POST", "/v1/apps/demo/tickets/" + liveToken + "/refresh", "", 404, "unknown_ticket", ""},
+		{"an unknown app", "POST", "/v1/apps/nobody/tickets/jsapi/refresh", "", 404, "unknown_app", ""},
+		{"GET", "GET", "/v1/apps/demo/tickets/jsapi/refresh", "", 405, "method_not_allowed", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			srv := httptest.NewServer(api.New(&stub{}, slog.New(slog.NewJSONHandler(&logs, nil))))
+			defer srv.Close()
+			req, err := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			e, _ := body["error"].(map[string]any)
+			if resp.StatusCode != tt.status || fmt.Sprint(e["code"]) != map[bool]string{true: "<nil>", false: tt.code}[tt.code == ""] {
+				t.Errorf("status %d, error %v; want %d %q", resp.StatusCode, e, tt.status, tt.code)
+			}
+			if tt.ticket != "" && (body["ticket"] != tt.ticket || body["access_token"] != nil) {
+				t.Errorf("answer %v, want the ticket under \"ticket\" and no access_token", body)
+			}
+			for _, secret := range []string{liveToken, liveTicket, newTicket} {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("the log holds a token or ticket: %s", logs.String())
+				}
+			}
+		})
+	}
+}
+
+// TestTicketRefusalCarriesTheTicket: a 429 on the ticket route hands back
+// the current ticket under "ticket".
+func TestTicketRefusalCarriesTheTicket(t *testing.T) {
+	refused := &refresh.RefusedError{App: "demo#jsapi", Reason: refresh.ReasonMinInterval, RetryAfter: time.Second,
+		Current: refresh.Result{App: "demo", Token: liveTicket, Version: 2, ExpiresAt: expires}}
+	srv := httptest.NewServer(api.New(&stub{err: refused}, nil))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/apps/demo/tickets/jsapi/refresh", "application/json", strings.NewReader(`{"stale_ticket":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != 429 || body["ticket"] != liveTicket || body["access_token"] != nil {
+		t.Errorf("status %d, body %v; want 429 with the current ticket", resp.StatusCode, body)
+	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/api"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
 
@@ -64,6 +65,10 @@ func (r *fuzzRefresher) Refresh(_ context.Context, app, stale string) (refresh.R
 
 func (r *fuzzRefresher) ForceRefresh(_ context.Context, app string) (refresh.Result, error) {
 	return r.serve("force "+app, app)
+}
+
+func (r *fuzzRefresher) RefreshTicket(_ context.Context, app string, ticket registry.Ticket, stale string) (refresh.Result, error) {
+	return r.serve("ticket "+app+" "+string(ticket)+" stale="+stale, app)
 }
 
 func (r *fuzzRefresher) Status(_ context.Context, app string) (refresh.Status, error) {

@@ -30,7 +30,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	if err := json.Unmarshal(payload, &ev); err != nil || ev.Version != "2.0" || ev.RequestContext.HTTP.Method == "" {
 		w := &recorder{header: http.Header{}}
 		writeError(w, &apiError{status: http.StatusBadRequest, code: "malformed_event",
-			message: "the event is not an API Gateway HTTP API request (payload format 2.0)"})
+			message: "the event is not an API Gateway HTTP API request (payload format 2.0)"}, false)
 		h.logger.WarnContext(ctx, "request", "event", "request", "status", http.StatusBadRequest, "error_code", "malformed_event")
 		resp = w.response(false)
 	} else {
@@ -63,7 +63,7 @@ func (h *Handler) Lambda(ctx context.Context, ev events.APIGatewayV2HTTPRequest)
 	w := &recorder{header: http.Header{}}
 	req, ok := toRequest(ctx, ev)
 	if !ok {
-		writeError(w, &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body is not valid base64"})
+		writeError(w, &apiError{status: http.StatusBadRequest, code: "malformed_body", message: "the body is not valid base64"}, false)
 		h.logger.InfoContext(ctx, "request", "event", "request", "status", http.StatusBadRequest, "error_code", "malformed_body",
 			slog.Group("caller", "arn", caller.ARN, "account", caller.AccountID, "source_ip", caller.SourceIP, "request_id", caller.RequestID))
 		return w.response(false), nil
@@ -118,10 +118,12 @@ func toRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Re
 // (less a named stage) when the event names no route.
 func routePath(ev events.APIGatewayV2HTTPRequest) string {
 	if _, route, ok := strings.Cut(ev.RouteKey, " "); ok && strings.HasPrefix(route, "/") {
-		if app, ok := ev.PathParameters["app"]; ok && strings.Contains(route, "{app}") {
-			// An app holding a "/" cannot match a route: escape it so
-			// that it reaches the handler as one (invalid) segment.
-			return strings.Replace(route, "{app}", url.PathEscape(app), 1)
+		for _, param := range []string{"app", "ticket"} {
+			if v, ok := ev.PathParameters[param]; ok && strings.Contains(route, "{"+param+"}") {
+				// A value holding a "/" cannot match a route: escape it
+				// so that it reaches the handler as one (invalid) segment.
+				route = strings.Replace(route, "{"+param+"}", url.PathEscape(v), 1)
+			}
 		}
 		if !strings.Contains(route, "{") {
 			return route

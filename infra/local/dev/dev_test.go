@@ -78,6 +78,19 @@ func TestDevTwice(t *testing.T) {
 		if verdict.ErrCode != 0 {
 			t.Errorf("round %d: the sandbox rejects the published jsapi_ticket with errcode %d", round, verdict.ErrCode)
 		}
+		// The ticket route answers the published ticket.
+		tr, err := http.Post(api+"/v1/apps/demo/tickets/jsapi/refresh", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tb struct {
+			Ticket string `json:"ticket"`
+		}
+		_ = json.NewDecoder(tr.Body).Decode(&tb)
+		tr.Body.Close()
+		if tr.StatusCode != 200 || tb.Ticket != ticket {
+			t.Errorf("round %d: the ticket route answered %d, the published ticket: %v", round, tr.StatusCode, tb.Ticket == ticket)
+		}
 		var signed syncBuffer
 		page := "https://shop.example/pay?x=1#top"
 		if err := run(context.Background(), []string{"-sign", page, "-state", state}, &signed); err != nil {

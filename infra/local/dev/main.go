@@ -313,6 +313,7 @@ Try:
   curl -s %[1]s/v1/apps/%[9]s                                       # status: metadata, never the token
   make dev-token APP=%[9]s                                          # the token published in the local SSM
   make dev-token APP=%[9]s TICKET=jsapi                             # its jsapi_ticket, kept fresh beside it
+  curl -s -X POST %[1]s/v1/apps/%[9]s/tickets/jsapi/refresh -d '{"stale_ticket":"TICKET"}'  # a page said "invalid signature"
   make dev-sign URL='https://example.com/page?x=1'                  # a wx.config signature with that ticket
   go run ./infra/wxtoken --local apps list                          # the operator command (README: Registering an app)
   # or with the AWS CLI, in another shell:
