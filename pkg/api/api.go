@@ -124,11 +124,8 @@ const (
 
 // knownTicket reports whether s names a ticket wxtoken keeps (any app's).
 func knownTicket(s string) bool {
-	switch registry.Ticket(s) {
-	case registry.TicketJSAPI, registry.TicketCard, registry.TicketAgentConfig:
-		return true
-	}
-	return false
+	_, ok := registry.ParseTicket(s)
+	return ok
 }
 
 // parse maps an escaped path to a route; ok is false for a path that is no
@@ -167,6 +164,18 @@ type apiError struct {
 	retryAfter time.Duration
 	current    *refresh.Result // the token (or ticket) to keep using (429)
 	cause      error           // logged, never sent
+}
+
+// ofTicket adapts an error answer of the ticket route: the ticket to keep
+// using is the app's (not named by its credential key), and it is a ticket.
+func (a *apiError) ofTicket(app string) {
+	if a == nil {
+		return
+	}
+	if a.current != nil {
+		a.current.App = app
+	}
+	a.message = strings.ReplaceAll(a.message, "the current token", "the current ticket")
 }
 
 // ServeHTTP implements http.Handler.
@@ -209,6 +218,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
 					return h.refresher.RefreshTicket(ctx, rt.app, registry.Ticket(rt.ticket), stale)
 				})
+				// The refresher names a ticket by its credential key; the
+				// caller asked about the app.
+				res.App = rt.app
+				aerr.ofTicket(rt.app)
 			}
 		case rt.action == actionRefresh:
 			kind = actionRefresh
@@ -249,10 +262,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// The path and app name are logged only once validated: a confused
 	// client could put a token in the path.
 	path, app := "(rejected)", "(invalid)"
-	if matched && registry.ValidName(rt.app) && (rt.action != actionTicketRefresh || knownTicket(rt.ticket)) {
-		path, app = req.URL.Path, rt.app
-	} else if !matched {
+	switch {
+	case !matched:
 		app = ""
+	case !registry.ValidName(rt.app):
+	case rt.action == actionTicketRefresh && !knownTicket(rt.ticket):
+		// The app is valid; the ticket segment is not logged.
+		app = rt.app
+	default:
+		path, app = req.URL.Path, rt.app
 	}
 	attrs := []any{
 		"event", "request", "method", bounded(req.Method), "path", path, "route", kind, "app", app, "status", code,

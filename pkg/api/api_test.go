@@ -86,10 +86,13 @@ func (s *stub) RefreshTicket(_ context.Context, app string, ticket registry.Tick
 		return refresh.Result{}, fmt.Errorf("%w: %s", refresh.ErrUnknownApp, app)
 	case ticket != registry.TicketJSAPI:
 		return refresh.Result{}, fmt.Errorf("%w: %s has no %s ticket", refresh.ErrUnknownTicket, app, ticket)
-	case stale == "" || stale != liveTicket:
-		return refresh.Result{App: app, Token: liveTicket, Version: 2, ExpiresAt: expires, Refreshed: stale != ""}, nil
 	}
-	return refresh.Result{App: app, Token: newTicket, Version: 3, ExpiresAt: expires, Refreshed: true}, nil
+	// The refresher names a ticket's result by its credential key.
+	key := registry.Credential{App: app, Ticket: ticket}.Key()
+	if stale == "" || stale != liveTicket {
+		return refresh.Result{App: key, Token: liveTicket, Version: 2, ExpiresAt: expires, Refreshed: stale != ""}, nil
+	}
+	return refresh.Result{App: key, Token: newTicket, Version: 3, ExpiresAt: expires, Refreshed: true}, nil
 }
 
 // newTicket is the ticket the stub answers a claim against liveTicket with.
@@ -657,8 +660,8 @@ func TestTicketRoute(t *testing.T) {
 			if resp.StatusCode != tt.status || fmt.Sprint(e["code"]) != map[bool]string{true: "<nil>", false: tt.code}[tt.code == ""] {
 				t.Errorf("status %d, error %v; want %d %q", resp.StatusCode, e, tt.status, tt.code)
 			}
-			if tt.ticket != "" && (body["ticket"] != tt.ticket || body["access_token"] != nil) {
-				t.Errorf("answer %v, want the ticket under \"ticket\" and no access_token", body)
+			if tt.ticket != "" && (body["ticket"] != tt.ticket || body["access_token"] != nil || body["app"] != "demo") {
+				t.Errorf("answer %v, want the ticket under \"ticket\", no access_token, app demo", body)
 			}
 			for _, secret := range []string{liveToken, liveTicket, newTicket} {
 				if strings.Contains(logs.String(), secret) {
@@ -673,7 +676,7 @@ func TestTicketRoute(t *testing.T) {
 // the current ticket under "ticket".
 func TestTicketRefusalCarriesTheTicket(t *testing.T) {
 	refused := &refresh.RefusedError{App: "demo#jsapi", Reason: refresh.ReasonMinInterval, RetryAfter: time.Second,
-		Current: refresh.Result{App: "demo", Token: liveTicket, Version: 2, ExpiresAt: expires}}
+		Current: refresh.Result{App: "demo#jsapi", Token: liveTicket, Version: 2, ExpiresAt: expires}}
 	srv := httptest.NewServer(api.New(&stub{err: refused}, nil))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v1/apps/demo/tickets/jsapi/refresh", "application/json", strings.NewReader(`{"stale_ticket":"x"}`))
@@ -683,7 +686,9 @@ func TestTicketRefusalCarriesTheTicket(t *testing.T) {
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if resp.StatusCode != 429 || body["ticket"] != liveTicket || body["access_token"] != nil {
-		t.Errorf("status %d, body %v; want 429 with the current ticket", resp.StatusCode, body)
+	e, _ := body["error"].(map[string]any)
+	if resp.StatusCode != 429 || body["ticket"] != liveTicket || body["access_token"] != nil || body["app"] != "demo" ||
+		!strings.Contains(fmt.Sprint(e["message"]), "current ticket") {
+		t.Errorf("status %d, body %v; want 429 with the current ticket, app demo, a message about the ticket", resp.StatusCode, body)
 	}
 }

@@ -78,6 +78,13 @@ func (s TicketSet) List() []Ticket {
 // String lists the set as "jsapi,wx_card" ("" when empty).
 func (s TicketSet) String() string { return joinTickets(s.List(), ",") }
 
+// ParseTicket returns the ticket named s, or false when wxtoken keeps no
+// ticket of that name.
+func ParseTicket(s string) (Ticket, bool) {
+	t := Ticket(s)
+	return t, slices.Contains(allTickets, t)
+}
+
 // TicketsOf returns the tickets an account of kind can have.
 func TicketsOf(kind Kind) []Ticket { return slices.Clone(ticketsOf[kind]) }
 
