@@ -166,16 +166,12 @@ type apiError struct {
 	cause      error           // logged, never sent
 }
 
-// ofTicket adapts an error answer of the ticket route: the ticket to keep
-// using is the app's (not named by its credential key), and it is a ticket.
-func (a *apiError) ofTicket(app string) {
-	if a == nil {
-		return
+// ofTicket words an error answer of the ticket route: what to keep using
+// is the current ticket.
+func (a *apiError) ofTicket() {
+	if a != nil {
+		a.message = strings.ReplaceAll(a.message, "the current token", "the current ticket")
 	}
-	if a.current != nil {
-		a.current.App = app
-	}
-	a.message = strings.ReplaceAll(a.message, "the current token", "the current ticket")
 }
 
 // ServeHTTP implements http.Handler.
@@ -218,10 +214,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				res, aerr = h.call(req.Context(), func(ctx context.Context) (refresh.Result, error) {
 					return h.refresher.RefreshTicket(ctx, rt.app, registry.Ticket(rt.ticket), stale)
 				})
-				// The refresher names a ticket by its credential key; the
-				// caller asked about the app.
-				res.App = rt.app
-				aerr.ofTicket(rt.app)
+				aerr.ofTicket()
 			}
 		case rt.action == actionRefresh:
 			kind = actionRefresh

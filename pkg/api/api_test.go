@@ -87,12 +87,10 @@ func (s *stub) RefreshTicket(_ context.Context, app string, ticket registry.Tick
 	case ticket != registry.TicketJSAPI:
 		return refresh.Result{}, fmt.Errorf("%w: %s has no %s ticket", refresh.ErrUnknownTicket, app, ticket)
 	}
-	// The refresher names a ticket's result by its credential key.
-	key := registry.Credential{App: app, Ticket: ticket}.Key()
 	if stale == "" || stale != liveTicket {
-		return refresh.Result{App: key, Token: liveTicket, Version: 2, ExpiresAt: expires, Refreshed: stale != ""}, nil
+		return refresh.Result{App: app, Token: liveTicket, Version: 2, ExpiresAt: expires, Refreshed: stale != ""}, nil
 	}
-	return refresh.Result{App: key, Token: newTicket, Version: 3, ExpiresAt: expires, Refreshed: true}, nil
+	return refresh.Result{App: app, Token: newTicket, Version: 3, ExpiresAt: expires, Refreshed: true}, nil
 }
 
 // newTicket is the ticket the stub answers a claim against liveTicket with.
@@ -676,7 +674,7 @@ func TestTicketRoute(t *testing.T) {
 // the current ticket under "ticket".
 func TestTicketRefusalCarriesTheTicket(t *testing.T) {
 	refused := &refresh.RefusedError{App: "demo#jsapi", Reason: refresh.ReasonMinInterval, RetryAfter: time.Second,
-		Current: refresh.Result{App: "demo#jsapi", Token: liveTicket, Version: 2, ExpiresAt: expires}}
+		Current: refresh.Result{App: "demo", Token: liveTicket, Version: 2, ExpiresAt: expires}}
 	srv := httptest.NewServer(api.New(&stub{err: refused}, nil))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v1/apps/demo/tickets/jsapi/refresh", "application/json", strings.NewReader(`{"stale_ticket":"x"}`))

@@ -200,7 +200,17 @@ func (r *Refresher) RefreshTicket(ctx context.Context, app string, ticket regist
 	if ticket == "" {
 		return Result{}, fmt.Errorf("%w: no ticket named", ErrUnknownTicket)
 	}
-	return r.refresh(ctx, app, ticket, stale)
+	res, err := r.refresh(ctx, app, ticket, stale)
+	// Inside, a ticket goes by its credential key; its caller asked about
+	// the app.
+	if res.App != "" {
+		res.App = app
+	}
+	var refused *RefusedError
+	if errors.As(err, &refused) && refused.Current.App != "" {
+		refused.Current.App = app
+	}
+	return res, err
 }
 
 // refresh serves Refresh and RefreshTicket for the credential of app.

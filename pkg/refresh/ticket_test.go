@@ -109,9 +109,7 @@ func TestTicketDayOnTheSandboxClock(t *testing.T) {
 // without a loop, and the last good ticket stays published.
 func TestTicketCallRejectsTheToken(t *testing.T) {
 	b := newBed(t, wechattest.Config{TicketRotation: wechattest.TicketNewEndsOld})
-	a := appNamed("shop", registry.OfficialAccount, registry.Classic)
-	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
-	a = b.app(a)
+	a := jsapiApp(b, "shop", registry.Classic)
 	sched := b.refresher("scheduler")
 	mustRefreshDue(t, sched)
 	key := ticketKey(a.Name, registry.TicketJSAPI)
@@ -170,9 +168,7 @@ func TestTicketCallRejectsTheToken(t *testing.T) {
 // ErrUnknownTicket.
 func TestTicketOnDemand(t *testing.T) {
 	b := newBed(t, wechattest.Config{TicketRotation: wechattest.TicketNewKeepsOld})
-	a := appNamed("shop", registry.OfficialAccount, registry.Stable)
-	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
-	a = b.app(a)
+	a := jsapiApp(b, "shop", registry.Stable)
 	r := b.refresher("api")
 	res, err := r.RefreshTicket(ctxT(t), a.Name, registry.TicketJSAPI, "")
 	if err != nil {
@@ -180,6 +176,9 @@ func TestTicketOnDemand(t *testing.T) {
 	}
 	first := res.Token
 	b.saw(first)
+	if res.App != a.Name {
+		t.Errorf("RefreshTicket answered app %q, want %q (not the credential key)", res.App, a.Name)
+	}
 	calls := b.sb.TicketCalls(a.AppID)
 	if again, err := r.RefreshTicket(ctxT(t), a.Name, registry.TicketJSAPI, "an-old-ticket"); err != nil || again.Token != first || b.sb.TicketCalls(a.AppID) != calls {
 		t.Errorf("a claim against an older ticket: %v, same %v, %d ticket calls", err, again.Token == first, b.sb.TicketCalls(a.AppID)-calls)
@@ -223,9 +222,7 @@ func TestTicketOnDemand(t *testing.T) {
 // app's; the token goes on.
 func TestTicketRemovedIsCleanedUp(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
-	a := appNamed("shop", registry.OfficialAccount, registry.Stable)
-	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
-	a = b.app(a)
+	a := jsapiApp(b, "shop", registry.Stable)
 	sched := b.refresher("scheduler")
 	mustRefreshDue(t, sched)
 	key := ticketKey(a.Name, registry.TicketJSAPI)
@@ -264,9 +261,7 @@ func TestTicketWithoutAToken(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBed(t, wechattest.Config{})
-			a := appNamed("shop", registry.OfficialAccount, registry.Classic)
-			a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
-			a = b.app(a)
+			a := jsapiApp(b, "shop", registry.Classic)
 			sched := b.refresher("scheduler")
 			mustRefreshDue(t, sched)
 			key := ticketKey(a.Name, registry.TicketJSAPI)
@@ -340,9 +335,7 @@ func unblock(t *testing.T, b *bed, app string) {
 // is marked for cleanup while a person fixes it.
 func TestTicketOfAnInvalidAppIsKept(t *testing.T) {
 	b := newBed(t, wechattest.Config{})
-	a := appNamed("shop", registry.OfficialAccount, registry.Stable)
-	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
-	a = b.app(a)
+	a := jsapiApp(b, "shop", registry.Stable)
 	sched := b.refresher("scheduler")
 	mustRefreshDue(t, sched)
 	item := registry.Item(a)
@@ -390,4 +383,12 @@ func TestSharedTicketHasOneFetcher(t *testing.T) {
 			t.Errorf("%s's token is not valid", name)
 		}
 	}
+}
+
+// jsapiApp registers an Official Account in mode with the jsapi ticket.
+func jsapiApp(b *bed, name string, mode registry.Mode) registry.App {
+	b.t.Helper()
+	a := appNamed(name, registry.OfficialAccount, mode)
+	a.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+	return b.app(a)
 }

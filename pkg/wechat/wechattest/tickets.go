@@ -113,19 +113,7 @@ func (s *Sandbox) serveTicketOf(w http.ResponseWriter, r *http.Request, typ Tick
 		return
 	}
 	token := r.URL.Query().Get("access_token")
-	switch s.Check(token) {
-	case 0:
-	case 41001:
-		writeErr(w, 41001, "access_token missing")
-		return
-	case 40014:
-		writeErr(w, 40014, "invalid access_token")
-		return
-	case 42001:
-		writeErr(w, 42001, "access_token expired")
-		return
-	default:
-		writeErr(w, 40001, "invalid credential, access_token is invalid or not latest")
+	if !s.acceptToken(w, token) {
 		return
 	}
 	s.mu.Lock()
