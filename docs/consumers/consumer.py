@@ -1,12 +1,17 @@
-"""wxtoken consumer in Python (boto3): read the token, refresh it when WeChat rejects it.
+"""wxtoken consumer in Python (boto3): read the token, refresh it when WeChat rejects it,
+and sign a page URL for the JS-SDK with the jsapi ticket.
 
 Run: python3 consumer.py API_URL APP [PREFIX]   (the test in consumers_test.go does)
 """
-import json
 import sys
-import urllib.request
 
 # --- README begin (python)
+import hashlib
+import json
+import secrets
+import time
+import urllib.request
+
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -30,13 +35,36 @@ def refresh(api_url, app, stale_token):
     http = urllib.request.Request(url, data=body.encode(), headers=dict(req.headers), method="POST")
     with urllib.request.urlopen(http, timeout=30) as resp:  # raises HTTPError on 4xx/5xx
         return json.load(resp)["access_token"]
+
+
+def get_ticket(app, ticket="jsapi", prefix="/wxtoken"):
+    """A published ticket: jsapi, wx_card or agent_config (cache it like the token)."""
+    name = f"{prefix}/{app}/{ticket}_ticket"
+    return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+
+def sign_url(jsapi_ticket, url, noncestr=None, timestamp=None):
+    """wx.config's signature of a page URL (JS-SDK 附录1; WeCom's wx.agentConfig alike)."""
+    noncestr = noncestr or secrets.token_hex(8)
+    timestamp = timestamp or int(time.time())
+    url = url.split("#")[0]
+    plain = f"jsapi_ticket={jsapi_ticket}&noncestr={noncestr}&timestamp={timestamp}&url={url}"
+    return {"nonceStr": noncestr, "timestamp": timestamp, "url": url,
+            "signature": hashlib.sha1(plain.encode()).hexdigest()}
 # --- README end (python)
 
+
+# WeChat's worked example (附录1): its signature is 0f9de62fce790f9a083d5c99e95740ceb90c27ed.
+EXAMPLE = ("sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg",
+           "http://mp.weixin.qq.com?params=value", "Wm3WZYTPz0wzccnW", 1414587457)
 
 if __name__ == "__main__":
     api_url, app = sys.argv[1], sys.argv[2]
     prefix = sys.argv[3] if len(sys.argv) > 3 else "/wxtoken"
     token = get_token(app, prefix)
     fresh = refresh(api_url, app, token)
-    # Only fingerprints-worthy facts on stdout: the test compares the tokens itself.
-    json.dump({"token": token, "fresh": fresh}, sys.stdout)
+    ticket = get_ticket(app, "jsapi", prefix)
+    signed = sign_url(ticket, "https://shop.example/pay?order=42#top")
+    example = sign_url(EXAMPLE[0], EXAMPLE[1], EXAMPLE[2], EXAMPLE[3])["signature"]
+    # The test compares the values itself; nothing else is printed.
+    json.dump({"token": token, "fresh": fresh, "ticket": ticket, "signed": signed, "example": example}, sys.stdout)

@@ -1,7 +1,9 @@
 // Package consumers_test runs the README's consumer snippets — Python with
 // boto3, Node.js with the AWS SDK for JavaScript v3 — against the local
-// stack (engines, sandbox, the API behind a SigV4 check), and checks that the
-// README quotes them verbatim.
+// stack (engines, sandbox, the API behind a SigV4 check): each reads the
+// token, refreshes it, reads the jsapi ticket and signs a page URL with it
+// (and WeChat's worked example). It also checks that the README quotes them
+// verbatim.
 package consumers_test
 
 import (
@@ -15,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
+	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
 const appID = "wxsnippet0000001"
@@ -84,8 +88,10 @@ func TestSnippets(t *testing.T) {
 			return []string{node, "consumer.js"}
 		}},
 	}
-	app := registry.App{Name: "shop", AppID: appID, Kind: registry.OfficialAccount, Mode: registry.Classic}
+	app := registry.App{Name: "shop", AppID: appID, Kind: registry.OfficialAccount, Mode: registry.Classic,
+		Tickets: registry.TicketSetOf(registry.TicketJSAPI)}
 	st := stacktest.New(t, stacktest.Options{}, app)
+	ticket := st.PublishTicket("shop", registry.TicketJSAPI)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			argv := tt.cmd(t)
@@ -113,7 +119,10 @@ func TestSnippets(t *testing.T) {
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("%s: %v (last signature error: %v)\nstderr:\n%s", tt.name, err, st.LastSignatureError.Load(), stderr.String())
 			}
-			var got struct{ Token, Fresh string }
+			var got struct {
+				Token, Fresh, Ticket, Example string
+				Signed                        client.JSSDKSignature
+			}
 			if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 				t.Fatalf("output %q: %v", stdout.String(), err)
 			}
@@ -126,6 +135,21 @@ func TestSnippets(t *testing.T) {
 					wechat.Fingerprint(got.Fresh), wechat.Fingerprint(published), wechat.Fingerprint(now))
 			case st.Sandbox.Check(got.Fresh) != 0:
 				t.Error("WeChat rejects the refreshed token")
+			}
+			// The signature: WeChat's worked example, and the page URL signed
+			// with the published ticket (without its fragment).
+			const pageURL = "https://shop.example/pay?order=42"
+			switch sig := got.Signed; {
+			case got.Example != "0f9de62fce790f9a083d5c99e95740ceb90c27ed":
+				t.Errorf("the snippet signs WeChat's worked example as %q, want 0f9de62fce790f9a083d5c99e95740ceb90c27ed", got.Example)
+			case got.Ticket != ticket:
+				t.Errorf("get_ticket read fp %s, want the published fp %s", wechat.Fingerprint(got.Ticket), wechat.Fingerprint(ticket))
+			case sig.URL != pageURL || sig.NonceStr == "" || sig.Timestamp < time.Now().Add(-time.Hour).Unix():
+				t.Errorf("signed %+v: want the URL %s, a nonce and the time now", sig, pageURL)
+			case sig.Signature != client.SignJSSDK(ticket, sig.NonceStr, sig.Timestamp, pageURL):
+				t.Errorf("signature %s, want %s", sig.Signature, client.SignJSSDK(ticket, sig.NonceStr, sig.Timestamp, pageURL))
+			case st.Sandbox.CheckTicket(appID, wechattest.TicketJSAPI, got.Ticket) != 0:
+				t.Error("WeChat rejects the ticket the snippet signed with")
 			}
 			if n := st.BadSignatures.Load() - before; n != 0 {
 				t.Errorf("%d of the snippet's requests failed the SigV4 check", n)

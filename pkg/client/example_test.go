@@ -31,3 +31,22 @@ func Example() {
 		log.Printf("WeChat call failed: %v", err)
 	}
 }
+
+// A page that uses the JS-SDK needs wx.config's signature of its URL, made
+// with the app's jsapi_ticket (the app keeps one: wxtoken apps set shop
+// --tickets jsapi). SignURL reads the ticket wxtoken publishes, cached like
+// the token, and signs.
+func ExampleClient_SignURL() {
+	ctx := context.Background()
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	shop := client.New(awsCfg, "shop", "https://abcdef1234.execute-api.us-east-1.amazonaws.com")
+	sig, err := shop.SignURL(ctx, "https://shop.example/pay?order=42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The page calls wx.config({appId, timestamp: sig.Timestamp, nonceStr: sig.NonceStr, signature: sig.Signature, jsApiList}).
+	_ = sig
+}

@@ -6,24 +6,18 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wxtoken/wxtoken/pkg/ticket"
 )
 
-// Ticket is a ticket an app opts into: a credential WeChat issues against
-// the app's access token, kept fresh and published beside it.
-type Ticket string
+// Ticket is a ticket an app opts into (package ticket names them).
+type Ticket = ticket.Ticket
 
-// The tickets.
+// The tickets (package ticket's, under the names the registry's callers use).
 const (
-	// TicketJSAPI is the JS-SDK ticket: an Official Account's jsapi_ticket
-	// (getticket?type=jsapi), or a WeCom corporation's jsapi_ticket for
-	// wx.config (get_jsapi_ticket).
-	TicketJSAPI Ticket = "jsapi"
-	// TicketCard is an Official Account's card api_ticket
-	// (getticket?type=wx_card).
-	TicketCard Ticket = "wx_card"
-	// TicketAgentConfig is a WeCom application's ticket for wx.agentConfig
-	// (ticket/get?type=agent_config).
-	TicketAgentConfig Ticket = "agent_config"
+	TicketJSAPI       = ticket.JSAPI
+	TicketCard        = ticket.Card
+	TicketAgentConfig = ticket.AgentConfig
 )
 
 // DefaultTicketBudget bounds an app's WeChat calls for one ticket per
@@ -39,12 +33,12 @@ var ticketsOf = map[Kind][]Ticket{
 }
 
 // allTickets is every ticket, in TicketSet bit order.
-var allTickets = []Ticket{TicketAgentConfig, TicketJSAPI, TicketCard}
+var allTickets = ticket.All()
 
 // TicketSet is a set of tickets (comparable, so that an App stays so).
 type TicketSet uint8
 
-func (t Ticket) bit() TicketSet {
+func bit(t Ticket) TicketSet {
 	i := slices.Index(allTickets, t)
 	if i < 0 {
 		return 0
@@ -56,13 +50,13 @@ func (t Ticket) bit() TicketSet {
 func TicketSetOf(ts ...Ticket) TicketSet {
 	var s TicketSet
 	for _, t := range ts {
-		s |= t.bit()
+		s |= bit(t)
 	}
 	return s
 }
 
 // Has reports whether t is in the set.
-func (s TicketSet) Has(t Ticket) bool { return t.bit() != 0 && s&t.bit() != 0 }
+func (s TicketSet) Has(t Ticket) bool { return bit(t) != 0 && s&bit(t) != 0 }
 
 // List returns the tickets of the set, sorted by name.
 func (s TicketSet) List() []Ticket {
@@ -80,17 +74,10 @@ func (s TicketSet) String() string { return joinTickets(s.List(), ",") }
 
 // ParseTicket returns the ticket named s, or false when wxtoken keeps no
 // ticket of that name.
-func ParseTicket(s string) (Ticket, bool) {
-	t := Ticket(s)
-	return t, slices.Contains(allTickets, t)
-}
+func ParseTicket(s string) (Ticket, bool) { return ticket.Parse(s) }
 
 // TicketsOf returns the tickets an account of kind can have.
 func TicketsOf(kind Kind) []Ticket { return slices.Clone(ticketsOf[kind]) }
-
-// ParameterLeaf is the last element of the ticket's SSM parameter,
-// {prefix}/{app}/{leaf}: jsapi_ticket, wx_card_ticket, agent_config_ticket.
-func (t Ticket) ParameterLeaf() string { return string(t) + "_ticket" }
 
 // HasTicket reports whether the app opted into t.
 func (a App) HasTicket(t Ticket) bool { return a.Tickets.Has(t) }
@@ -117,7 +104,7 @@ func checkTickets(kind Kind, names []string) (TicketSet, error) {
 			}
 			return 0, fmt.Errorf("tickets: %q is not a ticket of %s: want %s", t, kindName(kind), joinTickets(allowed, ", "))
 		}
-		out |= t.bit()
+		out |= bit(t)
 	}
 	return out, nil
 }

@@ -166,6 +166,28 @@ func (s *Stack) Publish(app string) string {
 	return res.Token
 }
 
+// PublishTicket refreshes app's ticket t (published if none is) and returns
+// the published ticket.
+func (s *Stack) PublishTicket(app string, t registry.Ticket) string {
+	s.tb.Helper()
+	res, err := s.Refresher.RefreshTicket(context.Background(), app, t, "")
+	if err != nil {
+		s.tb.Fatalf("stacktest: publish %s's %s ticket: %v", app, t, err)
+	}
+	return res.Token
+}
+
+// PublishedTicket reads app's ticket t from SSM.
+func (s *Stack) PublishedTicket(app string, t registry.Ticket) string {
+	s.tb.Helper()
+	key := registry.Credential{App: app, Ticket: t}.Key()
+	v, _, err := tokenstore.New(ssm.NewFromConfig(s.Cfg), s.Prefix, "").Get(context.Background(), key)
+	if err != nil {
+		s.tb.Fatalf("stacktest: read %s's %s ticket: %v", app, t, err)
+	}
+	return v
+}
+
 // Published reads app's token and Version from SSM.
 func (s *Stack) Published(app string) (string, int64) {
 	s.tb.Helper()

@@ -1,0 +1,158 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/client"
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/ticket"
+	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
+)
+
+const corpID = "wwclient00000001"
+
+// sandboxType is the sandbox's name for an app's ticket.
+func sandboxType(kind registry.Kind, t ticket.Ticket) wechattest.TicketType {
+	if kind == registry.WeCom && t == ticket.JSAPI {
+		return wechattest.TicketWeComJSAPI
+	}
+	return wechattest.TicketType(t)
+}
+
+func TestTicketIsReadOnceAndCached(t *testing.T) {
+	oa := shop()
+	oa.Tickets = registry.TicketSetOf(ticket.JSAPI, ticket.Card)
+	wecom := registry.App{Name: "office", AppID: corpID, Kind: registry.WeCom, Mode: registry.GetToken,
+		Tickets: registry.TicketSetOf(ticket.JSAPI, ticket.AgentConfig)}
+	l := newLocal(t, oa)
+	l.Register(wecom)
+	tests := []struct {
+		app registry.App
+		t   ticket.Ticket
+	}{
+		{oa, ticket.JSAPI}, {oa, ticket.Card}, {wecom, ticket.JSAPI}, {wecom, ticket.AgentConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.app.Name+"/"+string(tt.t), func(t *testing.T) {
+			published := l.PublishTicket(tt.app.Name, tt.t)
+			l.reads.Store(0)
+			requests := l.Requests.Load()
+			var mu sync.Mutex
+			now := time.Now()
+			c := l.client(tt.app.Name, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+			for i := range 3 {
+				got, err := c.Ticket(context.Background(), tt.t)
+				if err != nil || got != published {
+					t.Fatalf("Ticket #%d: %v (the published one: %v)", i, err, got == published)
+				}
+			}
+			if n := l.reads.Load(); n != 1 {
+				t.Errorf("three Ticket calls made %d SSM reads, want 1 (cached)", n)
+			}
+			if n := l.sb.CheckTicket(tt.app.AppID, sandboxType(tt.app.Kind, tt.t), published); n != 0 {
+				t.Errorf("WeChat rejects the ticket: %d", n)
+			}
+			mu.Lock()
+			now = now.Add(client.DefaultMaxAge)
+			mu.Unlock()
+			if _, err := c.Ticket(context.Background(), tt.t); err != nil || l.reads.Load() != 2 {
+				t.Errorf("after MaxAge: %d reads (%v), want 2", l.reads.Load(), err)
+			}
+			if l.Requests.Load() != requests {
+				t.Error("reading a published ticket called the API")
+			}
+			// The token's cache is another one.
+			if tok, err := c.Token(context.Background()); err != nil || tok == published {
+				t.Errorf("Token: %v (the ticket: %v)", err, tok == published)
+			}
+		})
+	}
+}
+
+func TestTicketBeforeAnyPublish(t *testing.T) {
+	app := shop()
+	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
+	l := newLocal(t, app)
+	noAPI := l.client("shop", nil)
+	noAPI.Endpoint = ""
+	if _, err := noAPI.Ticket(context.Background(), ticket.JSAPI); !errors.Is(err, client.ErrNoTicket) {
+		t.Errorf("without an API: %v, want ErrNoTicket", err)
+	}
+	tk, err := l.client("shop", nil).Ticket(context.Background(), ticket.JSAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.signedOnly()
+	if l.sb.CheckTicket(appID, wechattest.TicketJSAPI, tk) != 0 || l.Requests.Load() != 1 || l.sb.TicketRequests(appID, wechattest.TicketJSAPI) != 1 {
+		t.Errorf("ticket valid: %v, API requests %d, WeChat ticket calls %d; want a valid ticket from one request and one call",
+			l.sb.CheckTicket(appID, wechattest.TicketJSAPI, tk) == 0, l.Requests.Load(), l.sb.TicketRequests(appID, wechattest.TicketJSAPI))
+	}
+	if tk != l.PublishedTicket("shop", ticket.JSAPI) {
+		t.Error("the API's ticket is not the published one")
+	}
+}
+
+func TestRefreshTicketIsCoalesced(t *testing.T) {
+	app := shop()
+	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
+	// A new ticket ends the old one at once: the stale ticket is really bad.
+	l := newLocal(t, app)
+	stale := l.PublishTicket("shop", ticket.JSAPI)
+	c := l.client("shop", nil)
+	var wg sync.WaitGroup
+	got := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = c.RefreshTicket(context.Background(), ticket.JSAPI, stale)
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil || got[i] != got[0] {
+			t.Fatalf("caller %d: %v (the same ticket for all: %v)", i, errs[i], got[i] == got[0])
+		}
+	}
+	l.signedOnly()
+	if n := l.Requests.Load(); n != 1 {
+		t.Errorf("20 concurrent ticket refreshes sent %d requests, want 1", n)
+	}
+	if n := l.sb.TicketRequests(appID, wechattest.TicketJSAPI); n != 2 {
+		t.Errorf("WeChat ticket calls %d, want 2 (publish + one refresh)", n)
+	}
+	if got[0] != l.PublishedTicket("shop", ticket.JSAPI) || l.sb.CheckTicket(appID, wechattest.TicketJSAPI, got[0]) != 0 {
+		t.Error("the refreshed ticket is not the published one, or not valid")
+	}
+	// Cached: signing needs no SSM read.
+	sig, err := c.SignURL(context.Background(), "https://shop.example/pay?x=1#top")
+	if err != nil || l.reads.Load() != 0 {
+		t.Fatalf("SignURL: %v after %d SSM reads, want the cached ticket", err, l.reads.Load())
+	}
+	if want := client.SignJSSDK(got[0], sig.NonceStr, sig.Timestamp, "https://shop.example/pay?x=1"); sig.Signature != want || sig.URL != "https://shop.example/pay?x=1" {
+		t.Errorf("SignURL: %+v, want the signature %s of the URL without its fragment", sig, want)
+	}
+}
+
+func TestTicketRefused(t *testing.T) {
+	l := newLocal(t, shop()) // no tickets registered
+	c := l.client("shop", nil)
+	tk, err := c.Ticket(context.Background(), ticket.JSAPI)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 404 || ae.Code != "unknown_ticket" || tk != "" {
+		t.Errorf("a ticket the app does not keep: %v, want 404 unknown_ticket", err)
+	}
+	if _, err := c.SignURL(context.Background(), "https://shop.example/"); !errors.As(err, &ae) || ae.Code != "unknown_ticket" {
+		t.Errorf("SignURL without a ticket: %v, want unknown_ticket", err)
+	}
+	n := l.Requests.Load()
+	if _, err := c.Ticket(context.Background(), "jsapi_ticket"); err == nil || !strings.Contains(err.Error(), "not a ticket") || l.Requests.Load() != n {
+		t.Errorf("an unknown ticket name: %v (requests %d → %d), want a local refusal", err, n, l.Requests.Load())
+	}
+}
