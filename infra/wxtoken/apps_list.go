@@ -32,7 +32,9 @@ func cmdAppsList(s *session, args []string) error {
 	now := s.now()
 	var views []appView
 	for _, a := range apps {
-		views = append(views, viewOf(a, states[a.Name], now))
+		v := viewOf(a, states[a.Name], now)
+		v.ticketRows = ticketRowsOf(a, states, now)
+		views = append(views, v)
 	}
 	for _, e := range bad {
 		var ie *registry.InvalidError
@@ -58,11 +60,16 @@ func cmdAppsList(s *session, args []string) error {
 	return nil
 }
 
-// printTable writes the apps as a table for people.
+// printTable writes the apps as a table for people, each app's tickets on
+// rows of their own after it.
 func printTable(out io.Writer, views []appView, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tKIND\tMODE\tEXPIRES IN\tCALLS TODAY\tPAUSED UNTIL\tLAST ERROR\tDRIFT")
+	var rows []appView
 	for _, v := range views {
+		rows = append(append(rows, v), v.ticketRows...)
+	}
+	for _, v := range rows {
 		if v.Invalid != "" {
 			fmt.Fprintf(w, "%s\tINVALID: %s\t\t\t\t\t\t\n", v.Name, v.Invalid)
 			continue

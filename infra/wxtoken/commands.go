@@ -65,8 +65,9 @@ const unblockDetail = `After a configuration error (IP whitelist, appid, frozen 
 pauses the app's WeChat calls for 30 minutes; after 45009 until Beijing
 midnight. Once you fixed the cause, unblock clears the pause (under the app's
 lease, so it never races a refresh) and asks the API for a token, which is
-fetched only if none valid is published. A replaced secret needs no unblock:
-its pause ends at the next scheduled run.`
+fetched only if none valid is published. It also ends the pauses of the
+app's tickets, which the next scheduled run then fetches. A replaced secret
+needs no unblock: its pause ends at the next scheduled run.`
 
 const clearQuotaDetail = `After 45009 (the account's daily quota is used up) wxtoken pauses the app's
 token calls until Beijing midnight. If its token expires first, clear the

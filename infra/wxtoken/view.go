@@ -43,6 +43,10 @@ type appView struct {
 
 	// Set by show only: each ticket's state.
 	TicketStates []ticketView `json:"ticket_states,omitempty"`
+	// Set by list only: each ticket as a row of the table, named by its
+	// credential key (app#ticket), as the metrics and the schedule's log
+	// name it.
+	ticketRows []appView
 	// Set by show only: what the last error means and what to do, and
 	// what to do about drift.
 	Advice        *advice `json:"advice,omitempty"`
@@ -70,6 +74,19 @@ func ticketViewOf(t registry.Ticket, parameter string, st lease.State, version i
 	return ticketView{Ticket: string(t), Parameter: parameter, Version: version,
 		Published: version > 0 && st.HasToken() && st.Version == version,
 		ExpiresAt: v.ExpiresAt, CallsToday: v.CallsToday, PausedUntil: v.PausedUntil, LastError: v.LastError}
+}
+
+// ticketRowsOf shows a's tickets as rows of the apps table, from the
+// states by credential key.
+func ticketRowsOf(a registry.App, states map[string]lease.State, now time.Time) []appView {
+	var rows []appView
+	for _, t := range a.Tickets.List() {
+		key := registry.Credential{App: a.Name, Ticket: t}.Key()
+		v := viewOf(registry.App{}, states[key], now)
+		v.Name, v.Kind, v.Mode, v.DailyBudget, v.Disabled = key, "ticket", "-", registry.DefaultTicketBudget, a.Disabled
+		rows = append(rows, v)
+	}
+	return rows
 }
 
 // errorView is an app's last failed refresh.

@@ -706,7 +706,31 @@ func TestTicketsCommand(t *testing.T) {
 	ticket := b.param(b.stack.Prefix + "/shop/jsapi_ticket")
 	b.tokens = append(b.tokens, ticket)
 	b.want(ExitOK, []string{"ticket jsapi:", "/shop/jsapi_ticket version 1", "ticket wx_card:"}, "", "apps", "show", "shop")
+	// list shows each ticket on a row of its own, by the name the metrics
+	// and the schedule's log give it (the near-expiry alarm's first look).
+	list := b.want(ExitOK, []string{"shop#jsapi", "shop#wx_card"}, "", "apps", "list")
+	for _, row := range strings.Split(list, "\n") {
+		if f := strings.Fields(row); len(f) > 4 && strings.HasPrefix(f[0], "shop#") && (f[1] != "ticket" || f[3] != "2h00m" || f[4] != "1/100") {
+			t.Errorf("ticket row %q: want kind ticket, expiring in 2h00m, 1 of 100 calls today", row)
+		}
+	}
 
+	// A ticket paused after a configuration error: list names it, and
+	// unblock ends its pause with the token's.
+	b.stack.Sandbox.Clock().Advance(100 * time.Minute) // the tickets are due (20 min margin), the stable token is not
+	b.stack.Sandbox.Inject(wechattest.Fault{Path: wechattest.PathTicket, ErrCode: 40164, ErrMsg: "invalid ip 127.0.0.1, not in whitelist"})
+	if _, err := b.stack.Refresher.RefreshDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.stack.Sandbox.ClearFaults()
+	b.want(ExitOK, []string{"shop#jsapi", "config 40164"}, "", "apps", "list")
+	if st := b.stateItem("shop#jsapi"); st == nil || st["blocked_until"] == nil {
+		t.Fatalf("the ticket was not paused after 40164: %v", st)
+	}
+	b.want(ExitOK, []string{"Ended the pause of shop's jsapi ticket", "Ended the pause of shop's wx_card ticket"}, "", "apps", "unblock", "shop")
+	if st := b.stateItem("shop#jsapi"); st == nil || st["blocked_until"] != nil {
+		t.Errorf("unblock left the ticket's pause: %v", st)
+	}
 	b.want(ExitInvalid, []string{`"agent_config" is not a ticket of an Official Account`}, "", "apps", "set", "shop", "--tickets", "agent_config")
 	b.want(ExitOK, []string{"tickets jsapi,wx_card → none"}, "", "apps", "set", "shop", "--tickets", "none")
 	if _, ok := b.item("shop")["tickets"]; ok {

@@ -16,22 +16,31 @@
 // present:
 //
 //	Metric               Unit    Dimension sets (besides Service)         Written
-//	Refreshes            Count   Outcome; Reason                          every refresher event
+//	Refreshes            Count   Outcome; Reason; Credential              every refresher event
 //	RefreshFailures      Count   none (alarm, Sum); App                   failed WeChat calls, failed publishes and commits, fenced holders
 //	Drift                Count   none (alarm, Sum); App                   a token rotated behind wxtoken's back
 //	PausedRefusals       Count   none; App                                calls refused because the app is paused after an error a person must fix
 //	WeChatErrors         Count   ErrCode                                  WeChat's errcodes of failed calls
 //	LockContention       Count   none                                     callers that waited for another holder's refresh
 //	CoalescedRequests    Count   none                                     stale-token claims answered without a WeChat call of their own
-//	CallsToday           Count   none                                     the calls today of the app that just called WeChat (use Maximum: the busiest app)
+//	CallsToday           Count   none                                     the calls today of the credential that just called WeChat (use Maximum: the busiest)
 //	TokenRemainingLife   Seconds none (alarm, Minimum); App               every scheduled run; per App only below AppLifeFloor
 //	AppsNeedingAttention Count   none (alarms, Maximum and SampleCount)   exactly one document per completed scheduled run (the heartbeat)
 //	ApiResponses         Count   StatusClass (2xx, 4xx, 5xx)              every answer of the HTTP API
 //	ApiInternalErrors    Count   none (alarm, Sum)                        answers 500: a fault of wxtoken or AWS, not of WeChat or the caller
 //
+// Tickets (jsapi_ticket, the card ticket, WeCom's agent_config ticket) are
+// credentials like the token, with the same series and alarms: a ticket's
+// failures count in RefreshFailures, its life in TokenRemainingLife (the
+// near-expiry alarm), and where a series names the app, a ticket's App
+// value is its credential key, "app#ticket" (shop#jsapi), so that a person
+// sees which credential needs them. Refreshes by Credential (token, jsapi,
+// wx_card, agent_config) shows the day's ticket refreshes beside the
+// token's.
+//
 // The names, the namespace wxtoken and the Service-only series are the
 // contract with the template's alarms. Outcome has 13 values, Reason 4,
-// StatusClass 3 and ErrCode the few codes WeChat answers, so the
+// Credential 4, StatusClass 3 and ErrCode the few codes WeChat answers, so the
 // service-level series are a few dozen at most whatever the number of apps;
 // the per-app series are one or two per app that needs a person.
 //
@@ -49,6 +58,7 @@ import (
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/refresh"
+	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
 // Namespace is the CloudWatch namespace of every metric.
@@ -167,7 +177,21 @@ const (
 	DimReason      = "Reason"
 	DimErrCode     = "ErrCode"
 	DimStatusClass = "StatusClass"
+	DimCredential  = "Credential"
 )
+
+// CredentialToken is the Credential dimension's value of an access token's
+// event; a ticket's is the ticket's name (jsapi, wx_card, agent_config).
+const CredentialToken = "token"
+
+// credentialOf is the Credential dimension's value of an event's app (a
+// ticket's events name its credential key, app#ticket).
+func credentialOf(app string) string {
+	if c := registry.ParseCredentialKey(app); c.Ticket != "" {
+		return string(c.Ticket)
+	}
+	return CredentialToken
+}
 
 // AppLifeFloor: a scheduled run publishes an app's own TokenRemainingLife
 // series only when its token has less than this left. A healthy app never
@@ -184,7 +208,7 @@ const AppLifeFloor = refresh.DefaultStableWindow - refresh.DefaultStableSlack
 var (
 	serviceOnly  = [][]string{{}}
 	andApp       = [][]string{{}, {DimApp}}
-	outcomeSets  = [][]string{{DimOutcome}, {DimReason}}
+	outcomeSets  = [][]string{{DimOutcome}, {DimReason}, {DimCredential}}
 	errCodeSets  = [][]string{{DimErrCode}}
 	statusSets   = [][]string{{DimStatusClass}}
 	appSeriesSet = [][]string{{DimApp}}
@@ -202,13 +226,13 @@ type Doc struct {
 func count(name string) Metric { return Metric{Name: name, Unit: Count, Value: 1} }
 
 // EventDocs decides the documents of one refresher event: Refreshes by
-// Outcome and by Reason; the counts a person acts on (RefreshFailures,
+// Outcome, by Reason and by Credential; the counts a person acts on (RefreshFailures,
 // Drift, PausedRefusals) at the service level and per App; WeChat's errcode
 // of a failed call by ErrCode; and the service-level LockContention,
 // CoalescedRequests and CallsToday. No series but the person-needing ones
 // carries the app.
 func EventDocs(ev refresh.Event) []Doc {
-	docs := []Doc{{Sets: outcomeSets, Dims: map[string]string{DimOutcome: string(ev.Outcome), DimReason: ev.Reason},
+	docs := []Doc{{Sets: outcomeSets, Dims: map[string]string{DimOutcome: string(ev.Outcome), DimReason: ev.Reason, DimCredential: credentialOf(ev.App)},
 		Metrics: []Metric{count(NameRefreshes)}}}
 	var attention []Metric
 	if ev.Failure() {

@@ -203,7 +203,7 @@ func seriesOf(t *testing.T, write func(e *metrics.EMF)) []string {
 // TestSeriesPerEvent is the table of which series each kind of event
 // produces: per-app series only for an app a person must act on.
 func TestSeriesPerEvent(t *testing.T) {
-	refreshes := []string{"Refreshes{Outcome,Service}", "Refreshes{Reason,Service}"}
+	refreshes := []string{"Refreshes{Credential,Service}", "Refreshes{Outcome,Service}", "Refreshes{Reason,Service}"}
 	with := func(extra ...string) []string { return append(append([]string(nil), refreshes...), extra...) }
 	observe := func(ev refresh.Event) func(*metrics.EMF) {
 		return func(e *metrics.EMF) { e.Observe(context.Background(), ev) }
@@ -243,6 +243,8 @@ func TestSeriesPerEvent(t *testing.T) {
 			refreshes},
 		{"refused: min interval", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeRefused}),
 			refreshes},
+		{"a ticket failed at WeChat: the same series as a token's", observe(refresh.Event{App: "shop#jsapi", Reason: "scheduled", Outcome: refresh.OutcomeFailed, Class: refresh.ClassConfig, ErrCode: 40164, CallsToday: 4}),
+			with("CallsToday{Service}", "RefreshFailures{App,Service}", "RefreshFailures{Service}", "WeChatErrors{ErrCode,Service}")},
 		{"wait failed", observe(refresh.Event{App: "shop", Reason: "on_demand", Outcome: refresh.OutcomeWaitFailed, ErrCode: 40164, Class: refresh.ClassConfig}),
 			with("LockContention{Service}")},
 		{"remaining life, every app healthy", func(e *metrics.EMF) {
@@ -302,12 +304,12 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
-// daySeries runs a simulated day of healthy apps plus one failing and one
-// drifting app and returns its meter.
+// daySeries runs a simulated day of healthy apps (half of them with a
+// jsapi ticket) plus one failing and one drifting app and returns its meter.
 func daySeries(t *testing.T, healthy int) (*metricstest.Meter, metricstest.DayStats) {
 	t.Helper()
 	m := &metricstest.Meter{}
-	d := &metricstest.Day{Healthy: healthy, Failing: 1, Drifting: 1, OnDemandPerHour: 6}
+	d := &metricstest.Day{Healthy: healthy, Failing: 1, Drifting: 1, Tickets: healthy / 2, OnDemandPerHour: 6}
 	stats, err := d.Run(context.Background(), &metrics.EMF{W: m, Service: "wxtoken", Now: d.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -319,17 +321,17 @@ func daySeries(t *testing.T, healthy int) (*metricstest.Meter, metricstest.DaySt
 }
 
 // TestDaySeriesDoNotGrowWithApps: a day of 10 healthy apps and a day of
-// 1,000 produce the same series; the only per-app series are those of the
-// failing and the drifting app.
+// 1,000 produce the same series, their tickets included; the only per-app
+// series are those of the failing and the drifting app.
 func TestDaySeriesDoNotGrowWithApps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a simulated day of 1,000 apps")
 	}
 	small, smallStats := daySeries(t, 10)
 	large, largeStats := daySeries(t, 1000)
-	// Each app is refreshed about 13 times a day (classic 14.4, stable
-	// 12.5); the day must really have run.
-	if per := float64(largeStats.Refreshes) / 1001; per < 12 || per > 15 {
+	// Each credential (1,001 tokens, 500 tickets) is refreshed about 13
+	// times a day (classic 14.4, stable 12.5); the day must really have run.
+	if per := float64(largeStats.Refreshes) / 1501; per < 12 || per > 15 {
 		t.Errorf("%.1f refreshes per app in the day, want about 13 (%+v)", per, largeStats)
 	}
 	if smallStats.Runs != 1440 || largeStats.Failures < 1000 || largeStats.Drifts < 12 {
@@ -370,4 +372,36 @@ func firstKeys(m map[string]bool, n int) []string {
 	}
 	sort.Strings(keys)
 	return keys[:min(n, len(keys))]
+}
+
+// TestCredentialDimension: Refreshes by Credential tells the token's events
+// from each ticket's, and a ticket's per-app series names its credential
+// key, so that a person sees which credential needs them.
+func TestCredentialDimension(t *testing.T) {
+	tests := []struct {
+		app      string
+		want     string
+		wantApps []string
+	}{
+		{"shop", "Credential=token,Service=s", []string{"App=shop,Service=s"}},
+		{"shop#jsapi", "Credential=jsapi,Service=s", []string{"App=shop#jsapi,Service=s"}},
+		{"office#agent_config", "Credential=agent_config,Service=s", []string{"App=office#agent_config,Service=s"}},
+	}
+	for _, tt := range tests {
+		var m metricstest.Meter
+		e := &metrics.EMF{W: &m, Service: "s"}
+		e.Observe(context.Background(), refresh.Event{App: tt.app, Reason: "scheduled", Outcome: refresh.OutcomeFailed, ErrCode: -1})
+		var creds, apps []string
+		for _, s := range m.Series() {
+			switch {
+			case s.Has(metrics.DimCredential):
+				creds = append(creds, s.Dimensions)
+			case s.Has(metrics.DimApp):
+				apps = append(apps, s.Dimensions)
+			}
+		}
+		if !reflect.DeepEqual(creds, []string{tt.want}) || !reflect.DeepEqual(apps, tt.wantApps) {
+			t.Errorf("%s: Credential series %v, per-app series %v; want [%s] and %v", tt.app, creds, apps, tt.want, tt.wantApps)
+		}
+	}
 }

@@ -209,10 +209,14 @@ const (
 // fails with errcode -1 from the start, so their tokens run out), Drifting
 // apps (classic; every refresh finds the token rotated behind wxtoken's
 // back), and OnDemandPerHour API refresh requests an hour answered with the
-// published token. Tokens start at staggered points of their life, so
-// refreshes spread over the day as they do in a running stack.
+// published token. Tickets of the healthy apps (the first Tickets of them
+// keep a jsapi ticket) are credentials of their own, refreshed like a
+// classic token and reported under their key, app#jsapi, as the refresher
+// does. Tokens start at staggered points of their life, so refreshes spread
+// over the day as they do in a running stack.
 type Day struct {
 	Healthy, Failing, Drifting int
+	Tickets                    int
 	OnDemandPerHour            int
 	// Start is the first run (zero: 2026-11-21 00:00 UTC); Runs the number
 	// of runs a minute apart (zero: 1,440, a day).
@@ -268,6 +272,10 @@ func (d *Day) apps() []*simApp {
 	}
 	for i := 0; i < d.Healthy; i++ {
 		add(fmt.Sprintf("app-%04d", i), i, i%3 == 0, false, false)
+	}
+	for i := 0; i < min(d.Tickets, d.Healthy); i++ {
+		key := registry.Credential{App: fmt.Sprintf("app-%04d", i), Ticket: registry.TicketJSAPI}.Key()
+		add(key, i+1, true, false, false)
 	}
 	// The apps that need a person keep their timing whatever the number
 	// of healthy apps, so that days of different sizes compare.
