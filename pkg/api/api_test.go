@@ -334,6 +334,9 @@ func TestErrors(t *testing.T) {
 		{"wechat unreachable", fmt.Errorf("refresh: demo: %w", &wechat.TransportError{Op: wechat.OpToken, Err: errors.New("connection refused")}), 502, "wechat_unavailable", 0, "5", false},
 		{"lock timeout", fmt.Errorf("%w (app demo)", refresh.ErrLockTimeout), 503, "refresh_in_progress", 0, "1", false},
 		{"deadline", fmt.Errorf("refresh: demo: %w", context.DeadlineExceeded), 503, "timeout", 0, "1", false},
+		// A registration the scheduled run rejects needs a person, not an
+		// internal-errors alarm: 409, saying where to look.
+		{"invalid registration", fmt.Errorf("refresh: demo: %w", &registry.InvalidError{App: "demo", Reason: "mode: stable is not a mode of a WeCom app"}), 409, "invalid_registration", 0, "", false},
 		{"anything else", errors.New("dynamodb: ProvisionedThroughputExceeded: table wxtoken-StateTable"), 500, "internal", 0, "", false},
 	}
 	for _, tt := range tests {

@@ -64,3 +64,22 @@ func (r *Refresher) credential(ctx context.Context, app string, ticket registry.
 	}
 	return cred{app: a, ticket: ticket}, nil
 }
+
+// ticketConflict returns the *registry.InvalidError of a ticket WeChat
+// issues to the account when another registration of the account keeps it
+// (registry.TicketConflicts, as the scheduled run decides): two fetchers of
+// one ticket could end each other's. It lists the registrations, so it is
+// asked only before a WeChat call, never on the fast path.
+func (r *Refresher) ticketConflict(ctx context.Context, c cred) error {
+	if c.ticket == "" || !registry.SharedTicket(c.app.Kind, c.ticket) {
+		return nil
+	}
+	apps, _, err := r.Apps.List(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh: %s: list the apps: %w", c.key(), err)
+	}
+	if err := registry.TicketConflicts(apps)[registry.Credential{App: c.app.Name, Ticket: c.ticket}]; err != nil {
+		return fmt.Errorf("refresh: %s: %w", c.key(), err)
+	}
+	return nil
+}

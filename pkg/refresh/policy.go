@@ -41,7 +41,10 @@ const (
 	// ClassTokenUnavailable: a ticket's attempt could not have the access
 	// token it needs (the token's own failure is the token's).
 	ClassTokenUnavailable Class = "token_unavailable"
-	ClassInternal         Class = "internal" // anything else
+	// ClassInvalid: the app's registration (or this ticket of it) is one
+	// the scheduled run rejects (registry.InvalidError).
+	ClassInvalid  Class = "invalid_registration"
+	ClassInternal Class = "internal" // anything else
 )
 
 // Pause is how long a failure stops further WeChat calls.
@@ -105,6 +108,8 @@ var policy = map[Class]Decision{
 		Message: "WeChat could not confirm that the token is invalid, so it was not replaced; keep using it and retry later"},
 	ClassTokenUnavailable: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "token_unavailable", RetryAfter: 30 * time.Second,
 		Message: "the access token the ticket call needs could not be had (see the app's token status); the last good ticket stays published"},
+	ClassInvalid: {Page: true, HTTPStatus: http.StatusConflict, Code: "invalid_registration",
+		Message: "the app's registration is rejected, so nothing is fetched for it; a person must fix it (wxtoken apps list and apps show say why)"},
 	ClassInternal: {HTTPStatus: http.StatusInternalServerError, Code: "internal", Message: "internal error"},
 }
 
@@ -126,9 +131,12 @@ func ClassOf(err error) Class {
 	var failed *FailedError
 	var refused *RefusedError
 	var noToken *TokenUnavailableError
+	var invalid *registry.InvalidError
 	switch {
 	case err == nil:
 		return ClassNone
+	case errors.As(err, &invalid):
+		return ClassInvalid
 	case errors.As(err, &noToken):
 		return ClassTokenUnavailable
 	case errors.As(err, &failed):

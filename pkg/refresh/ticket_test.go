@@ -1,6 +1,7 @@
 package refresh_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -382,6 +383,19 @@ func TestSharedTicketHasOneFetcher(t *testing.T) {
 		if tok, _ := b.published(name); b.sb.Check(tok) != 0 {
 			t.Errorf("%s's token is not valid", name)
 		}
+	}
+	// On demand too: the second registration's ticket is refused as
+	// invalid, without a WeChat call; the first's is served.
+	api := b.refresher("api")
+	_, err := api.RefreshTicket(context.Background(), second.Name, registry.TicketJSAPI, "")
+	if c := refresh.ClassOf(err); c != refresh.ClassInvalid || !strings.Contains(fmt.Sprint(err), first.Name) {
+		t.Errorf("on-demand ticket of the second registration: %v (class %q), want invalid naming %s", err, c, first.Name)
+	}
+	if n := b.sb.TicketCalls(first.AppID); n != 1 {
+		t.Errorf("%d ticket calls after the refused request, want 1", n)
+	}
+	if res, err := api.RefreshTicket(context.Background(), first.Name, registry.TicketJSAPI, ""); err != nil || res.Token == "" {
+		t.Errorf("the first registration's ticket: %v", err)
 	}
 }
 
