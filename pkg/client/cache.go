@@ -93,6 +93,17 @@ type call struct {
 	err  error
 }
 
+// wait returns the call's result, or ctx's error if ctx ends first (the
+// call goes on for the callers that share it).
+func (cl *call) wait(ctx context.Context) (string, error) {
+	select {
+	case <-cl.done:
+		return cl.val, cl.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 // cache returns the credential's cache, made on first use.
 func (c *Client) cache(s spec) *cache {
 	c.mu.Lock()
@@ -125,12 +136,7 @@ func (c *Client) get(ctx context.Context, k *cache) (string, error) {
 		go c.read(context.WithoutCancel(ctx), k, cl)
 	}
 	c.mu.Unlock()
-	select {
-	case <-cl.done:
-		return cl.val, cl.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	return cl.wait(ctx)
 }
 
 // fresh reports whether e may be used at now; c.mu is held.
@@ -224,12 +230,7 @@ func (c *Client) refresh(ctx context.Context, k *cache, stale string) (string, e
 		}()
 	}
 	c.mu.Unlock()
-	select {
-	case <-cl.done:
-		return cl.val, cl.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	return cl.wait(ctx)
 }
 
 // answer is the API's JSON answer (token, ticket and error fields).
