@@ -40,10 +40,21 @@ const lead = 10 * time.Minute
 
 // faultCase is one row of the fault matrix. Times are relative to E, the
 // expiry of the token published when the scenario starts (classic tokens are
-// due at E-20m, stable ones at E-4.5m, so the first due run is at E-4m).
+// due at E-20m, stable ones at E-4.5m, so the first due run is at E-4m), or
+// of the ticket for a ticket row (due at E-20m, as a classic token).
 type faultCase struct {
 	name string
 	mode registry.Mode
+	// ticket, when set, makes the row about that ticket of the app (an
+	// account of kind, an Official Account when unset, with the sandbox's
+	// ticket rotation): the published ticket is what is checked (with the
+	// sandbox's CheckTicket, as a JS-SDK signature would be), and the gap,
+	// the recovery, calls and the API consumer are the ticket's. The
+	// schedule's token calls must then lie within tokenCalls.
+	ticket     registry.Ticket
+	kind       registry.Kind
+	rotation   wechattest.TicketRotation
+	tokenCalls [2]int
 	// start is the scenario's start on the sandbox clock (zero: t0).
 	start time.Time
 	// from, to: the fault is injected before the run at E+from and cleared
@@ -62,10 +73,11 @@ type faultCase struct {
 	after time.Duration
 
 	// Expectations. gap: the longest stretch without a valid published
-	// token must lie in [gap[0], gap[1]] (nil: it must be zero). recover:
-	// at most this many runs after the fault ends (default 1). calls:
-	// WeChat token calls, bounds included. leftLeases: runs that may leave
-	// a lease behind (a dead holder's).
+	// token (or ticket) must lie in [gap[0], gap[1]] (nil: it must be
+	// zero). recover: at most this many runs after the fault ends (default
+	// 1). calls: WeChat calls for the watched credential (token calls, or
+	// ticket calls for a ticket row), bounds included. leftLeases: runs
+	// that may leave a lease behind (a dead holder's).
 	gap        []time.Duration
 	recover    int
 	calls      [2]int
@@ -82,23 +94,31 @@ type faultEnv struct {
 	b             *bed
 	app           registry.App
 	api           wechattest.API
+	ticket        registry.Ticket // the watched ticket ("": the token)
 	ddb, ssmp, wx *awstest.Proxy
 	expiry        time.Time // E
-	calls0        int       // token calls when the fault was injected
+	calls0        int       // the watched credential's calls when the fault was injected
+	// Another party's ticket calls and the tickets they were issued (made
+	// by a fault, not by wxtoken; left out of the counts).
+	otherCalls, otherIssued int
 }
 
 // faultResult is what a scenario measured.
 type faultResult struct {
 	name          string
+	ticket        registry.Ticket // "" for a token row
 	gap           time.Duration
 	degraded      bool // some run ended unhealthy after the fault began
 	recovered     bool
 	recoverRuns   int
 	person        bool
-	calls         int // the schedule's WeChat token calls
+	calls         int // the schedule's WeChat calls for the watched credential
+	tokenCalls    int // a ticket row: the schedule's token calls
+	otherCalls    int // a ticket row: another party's ticket calls (not counted)
 	apiGap        time.Duration
-	apiCalls      int // WeChat token calls made for the API consumer's claims
-	unpublished   int // tokens WeChat issued that were never published
+	apiCalls      int // WeChat calls for the watched credential made for the API consumer's claims
+	apiTokenCalls int // a ticket row: token calls those claims made
+	unpublished   int // tokens (tickets) WeChat issued that were never published
 	regressions   int // an earlier token published again after a newer one
 	garbage       int // samples of a published value WeChat never issued
 	backwards     int // version or generation going down
@@ -110,10 +130,18 @@ type faultResult struct {
 	why           string
 }
 
+// what names the row's credential.
+func (r faultResult) what() string {
+	if r.ticket == "" {
+		return "token"
+	}
+	return "ticket"
+}
+
 func (r faultResult) corrupted() []string {
 	var out []string
 	if r.regressions > 0 {
-		out = append(out, fmt.Sprintf("older token published over a newer one (%d×)", r.regressions))
+		out = append(out, fmt.Sprintf("older %s published over a newer one (%d×)", r.what(), r.regressions))
 	}
 	if r.garbage > 0 {
 		out = append(out, fmt.Sprintf("garbage published (%d samples)", r.garbage))
@@ -285,6 +313,8 @@ func TestFaultMatrix(t *testing.T) {
 			why: "SSM holds the committed token; the next run finds it and records its version without calling WeChat."},
 	}
 
+	cases = append(cases, ticketFaultCases()...)
+
 	results := make([]faultResult, len(cases))
 	t.Run("matrix", func(t *testing.T) {
 		for i, tc := range cases {
@@ -307,9 +337,19 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	if start.IsZero() {
 		start = t0
 	}
-	b := newBed(t, wechattest.Config{Clock: wechattest.NewClock(start, 0)})
+	b := newBed(t, wechattest.Config{Clock: wechattest.NewClock(start, 0), TicketRotation: tc.rotation})
 	b.needEngines()
-	e := &faultEnv{b: b, app: b.app(appNamed("shop", registry.OfficialAccount, tc.mode)), api: apiOf(tc.mode)}
+	kind := tc.kind
+	if kind == "" {
+		kind = registry.OfficialAccount
+	}
+	spec := appNamed("shop", kind, tc.mode)
+	spec.Tickets = registry.TicketSetOf(tc.ticket)
+	wxAPI := apiOf(tc.mode)
+	if tc.mode == registry.GetToken {
+		wxAPI = wechattest.WeComAPI
+	}
+	e := &faultEnv{b: b, app: b.app(spec), api: wxAPI, ticket: tc.ticket}
 	e.ddb = awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.DynamoDB)))
 	e.ssmp = awstest.NewProxy(t, os.Getenv(awstest.EndpointEnv(awstest.SSM)))
 	e.wx = awstest.NewProxy(t, b.sb.URL)
@@ -321,23 +361,24 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	api := e.refresher("api", tune...)
 	reader := tokenstore.New(ssm.NewFromConfig(b.cfg), b.prefix, "")
 	states := lease.New(dynamodb.NewFromConfig(b.cfg), b.table)
-	res := faultResult{name: tc.name, person: tc.person, why: tc.why}
+	res := faultResult{name: tc.name, ticket: tc.ticket, person: tc.person, why: tc.why}
 
-	// The first run publishes the token whose expiry E anchors the scenario.
+	// The first run publishes the token (or ticket) whose expiry E anchors
+	// the scenario.
 	faultRun(t, sched)
-	first, _ := faultRead(t, reader, e.app.Name)
-	if b.sb.Check(first) != 0 {
-		t.Fatal("setup: the first run did not publish a valid token")
+	first, _ := faultRead(t, reader, e.key())
+	if e.check(first) != 0 {
+		t.Fatalf("setup: the first run did not publish a valid %s", e.what())
 	}
-	_, e.expiry = b.sb.Current(e.app.AppID, e.api)
+	e.expiry = e.expiresAt()
 	b.saw(first)
 	injectAt, clearAt := e.expiry.Add(tc.from), e.expiry.Add(tc.to)
 	// Until shortly before the fault the token is fresh and not due: the
 	// runs there would do nothing, so the clock skips them.
 	if skipTo := injectAt.Add(-lead).Truncate(scheduleRate); skipTo.After(b.sb.Now()) {
 		b.sb.Clock().Set(skipTo)
-		if b.sb.Check(first) != 0 {
-			t.Fatal("setup: the first token did not last until the scenario's window")
+		if e.check(first) != 0 {
+			t.Fatalf("setup: the first %s did not last until the scenario's window", e.what())
 		}
 	}
 	after := tc.after
@@ -347,7 +388,8 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	until := clearAt.Add(after)
 
 	// A consumer reads SSM after every run and, when WeChat rejects the
-	// token it holds, asks the refresh API once a run (compare-and-refresh).
+	// token (ticket) it holds, asks the refresh API once a run
+	// (compare-and-refresh).
 	held, asked := first, false
 	var apiGap time.Duration
 	order := map[string]int{first: 1} // token -> order of first publication
@@ -360,7 +402,7 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		now := b.sb.Now()
 		r := sched
 		if !injected && !now.Before(injectAt) {
-			e.calls0 = b.sb.TokenCalls(e.app.AppID)
+			e.calls0 = e.fetches()
 			tc.inject(e)
 			injected = true
 			if tc.holder != nil {
@@ -379,12 +421,12 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		}
 
 		// Observe what the run left behind.
-		tok, ver := faultRead(t, reader, e.app.Name)
-		if b.sb.Check(tok) == 0 {
+		tok, ver := faultRead(t, reader, e.key())
+		if e.check(tok) == 0 {
 			held = tok
 		}
 		asked = false
-		st, err := states.Get(context.Background(), e.app.Name)
+		st, err := states.Get(context.Background(), e.key())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,9 +457,8 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		res.stuck = max(res.stuck, leasedStreak)
 		// Healthy: the token WeChat holds current is published, valid,
 		// recorded and not waiting for a refresh that was due, and nothing
-		// is leased or blocked.
-		current, _ := b.sb.Current(e.app.AppID, e.api)
-		healthy := consistent && current == tok && b.sb.Check(tok) == 0 && now.Before(dueAt(tc.mode, st.ExpiresAt)) &&
+		// is leased or blocked. (A ticket is due as a classic token.)
+		healthy := consistent && e.isCurrent(tok) && e.check(tok) == 0 && now.Before(dueAt(e.rules(tc.mode), st.ExpiresAt)) &&
 			!st.Leased(now) && !st.BlockedUntil.After(now)
 		if injected && !healthy {
 			res.degraded = true
@@ -429,7 +470,7 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		// Sample what a consumer reading SSM would get until the next run
 		// (nothing else writes the parameter in between).
 		for s := 0; s < int(scheduleRate/sample); s++ {
-			switch code := b.sb.Check(tok); code {
+			switch code := e.check(tok); code {
 			case 0:
 				gap = 0
 			case 40014, 41001:
@@ -439,14 +480,17 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 				gap += sample
 				res.gap = max(res.gap, gap)
 			}
-			if b.sb.Check(held) != 0 && !asked {
+			if e.check(held) != 0 && !asked {
 				asked = true
-				calls := b.sb.TokenCalls(e.app.AppID)
-				held = askAPI(t, api, e.app.Name, held)
-				res.apiCalls += b.sb.TokenCalls(e.app.AppID) - calls
+				calls, tokenCalls := e.fetches(), b.sb.TokenCalls(e.app.AppID)
+				held = askAPI(t, api, e.app.Name, e.ticket, held)
+				res.apiCalls += e.fetches() - calls
+				if e.ticket != "" {
+					res.apiTokenCalls += b.sb.TokenCalls(e.app.AppID) - tokenCalls
+				}
 				b.saw(held)
 			}
-			if b.sb.Check(held) != 0 {
+			if e.check(held) != 0 {
 				apiGap += sample
 				res.apiGap = max(res.apiGap, apiGap)
 			} else {
@@ -458,8 +502,8 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 
 	// The end state.
 	now := b.sb.Now()
-	tok, ver := faultRead(t, reader, e.app.Name)
-	st := b.state(e.app.Name)
+	tok, ver := faultRead(t, reader, e.key())
+	st := b.state(e.key())
 	switch {
 	case !st.HasToken() || st.Fingerprint != wechat.Fingerprint(tok):
 		res.finalProblems = append(res.finalProblems, "table's token is not SSM's at the end")
@@ -469,21 +513,22 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	if st.Leased(now) {
 		res.finalProblems = append(res.finalProblems, "lease still held at the end")
 	}
-	if code := b.sb.Check(tok); code != 0 {
-		res.finalProblems = append(res.finalProblems, fmt.Sprintf("published token rejected at the end (errcode %d)", code))
+	if code := e.check(tok); code != 0 {
+		res.finalProblems = append(res.finalProblems, fmt.Sprintf("published %s rejected at the end (errcode %d)", e.what(), code))
 	}
-	res.calls = b.sb.TokenCalls(e.app.AppID) - res.apiCalls
-	for _, tok := range b.sb.Issued() { // the sandbox serves this app only
-		if _, ok := order[tok]; !ok {
-			res.unpublished++
-		}
+	res.calls = e.fetches() - res.apiCalls
+	if e.ticket != "" {
+		res.tokenCalls = b.sb.TokenCalls(e.app.AppID) - res.apiTokenCalls
+		res.otherCalls = e.otherCalls
 	}
+	res.unpublished = e.unpublished(order)
 	res.injectedAWS = e.ddb.Injected("") + e.ssmp.Injected("")
 	if endRun >= 0 && recoveredRun >= 0 {
 		res.recovered, res.recoverRuns = true, recoveredRun-endRun+1
 	}
-	t.Logf("gap %v, recovered %v after %d runs, %d token calls, %d unpublished, %d runs inconsistent, %d leases left, final fp %s v%d",
-		res.gap, res.recovered, res.recoverRuns, res.calls, res.unpublished, res.inconsistent, res.leftLeases, wechat.Fingerprint(tok), ver)
+	t.Logf("%s: gap %v (API consumer %v), recovered %v after %d runs, %d %s calls (%d token calls; API consumer %d+%d), %d unpublished, %d runs inconsistent, %d leases left, final fp %s v%d",
+		e.what(), res.gap, res.apiGap, res.recovered, res.recoverRuns, res.calls, e.what(), res.tokenCalls, res.apiCalls, res.apiTokenCalls,
+		res.unpublished, res.inconsistent, res.leftLeases, wechat.Fingerprint(tok), ver)
 
 	// Expectations.
 	if !ended {
@@ -491,10 +536,10 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	}
 	if tc.gap == nil {
 		if res.gap != 0 {
-			t.Errorf("no valid token published for %v; want a valid token throughout", res.gap)
+			t.Errorf("no valid %s published for %v; want a valid one throughout", e.what(), res.gap)
 		}
 	} else if res.gap < tc.gap[0] || res.gap > tc.gap[1] {
-		t.Errorf("longest stretch without a valid token %v, want within [%v, %v]", res.gap, tc.gap[0], tc.gap[1])
+		t.Errorf("longest stretch without a valid %s %v, want within [%v, %v]", e.what(), res.gap, tc.gap[0], tc.gap[1])
 	}
 	maxRecover := tc.recover
 	if maxRecover == 0 {
@@ -504,13 +549,16 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 		t.Errorf("recovered %v after %d runs from the fault's end; want within %d", res.recovered, res.recoverRuns, maxRecover)
 	}
 	if res.calls < tc.calls[0] || res.calls > tc.calls[1] {
-		t.Errorf("%d WeChat token calls, want %d..%d", res.calls, tc.calls[0], tc.calls[1])
+		t.Errorf("%d WeChat %s calls, want %d..%d", res.calls, e.what(), tc.calls[0], tc.calls[1])
+	}
+	if tc.ticket != "" && (res.tokenCalls < tc.tokenCalls[0] || res.tokenCalls > tc.tokenCalls[1]) {
+		t.Errorf("%d WeChat token calls by the schedule, want %d..%d", res.tokenCalls, tc.tokenCalls[0], tc.tokenCalls[1])
 	}
 	if bad := res.corrupted(); len(bad) > 0 {
 		t.Errorf("lost or corrupted: %s", strings.Join(bad, "; "))
 	}
 	if tc.apiBridges && res.apiGap != 0 {
-		t.Errorf("a consumer that asks the API after a rejection had no valid token for %v, want never", res.apiGap)
+		t.Errorf("a consumer that asks the API after a rejection had no valid %s for %v, want never", e.what(), res.apiGap)
 	}
 	if res.apiGap > res.gap {
 		t.Errorf("asking the API made the consumer's gap longer (%v) than reading SSM (%v)", res.apiGap, res.gap)
@@ -521,14 +569,21 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	return res
 }
 
-// askAPI is a consumer whose token WeChat rejected calling the refresh API
-// (compare-and-refresh) and keeping what it answers: the new token, or the
-// current one of a refusal; on any other error it keeps its own.
-func askAPI(t *testing.T, api *refresh.Refresher, app, stale string) string {
+// askAPI is a consumer whose token (or ticket, when ticket is set) WeChat
+// rejected calling the refresh API (compare-and-refresh) and keeping what it
+// answers: the new one, or the current one of a refusal; on any other error
+// it keeps its own.
+func askAPI(t *testing.T, api *refresh.Refresher, app string, ticket registry.Ticket, stale string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := api.Refresh(ctx, app, stale)
+	var res refresh.Result
+	var err error
+	if ticket == "" {
+		res, err = api.Refresh(ctx, app, stale)
+	} else {
+		res, err = api.RefreshTicket(ctx, app, ticket, stale)
+	}
 	var refused *refresh.RefusedError
 	switch {
 	case err == nil && res.Token != "":
@@ -584,6 +639,88 @@ func (e *faultEnv) refresher(owner string, tune ...func(*refresh.Refresher)) *re
 		func(o *dynamodb.Options) { o.BaseEndpoint, o.Retryer = aws.String(e.ddb.URL), retryer() },
 		func(o *ssm.Options) { o.BaseEndpoint, o.Retryer = aws.String(e.ssmp.URL), retryer() },
 		tune...)
+}
+
+// What a row watches: the app's token, or the ticket of a ticket row.
+
+// what names the watched credential in messages.
+func (e *faultEnv) what() string {
+	if e.ticket == "" {
+		return "token"
+	}
+	return "ticket"
+}
+
+// key is the watched credential's name in SSM and the table.
+func (e *faultEnv) key() string {
+	if e.ticket == "" {
+		return e.app.Name
+	}
+	return ticketKey(e.app.Name, e.ticket)
+}
+
+// check is what WeChat makes of a published value right now: 0 when a
+// business call accepts the token or a JS-SDK signature check the ticket.
+func (e *faultEnv) check(v string) int {
+	if e.ticket == "" {
+		return e.b.sb.Check(v)
+	}
+	return e.b.sb.CheckTicket(e.app.AppID, sandboxTicket(e.app.Kind, e.ticket), v)
+}
+
+// fetches counts the WeChat calls that fetch the watched credential so far
+// (another party's ticket calls left out).
+func (e *faultEnv) fetches() int {
+	if e.ticket == "" {
+		return e.b.sb.TokenCalls(e.app.AppID)
+	}
+	return e.b.sb.TicketCalls(e.app.AppID) - e.otherCalls
+}
+
+// expiresAt is when the published credential expires: WeChat's token's
+// expiry, or the ticket's as WeChat stated it (expires_in) and the table
+// recorded it (WeChat has no call that tells a ticket's life).
+func (e *faultEnv) expiresAt() time.Time {
+	if e.ticket == "" {
+		_, exp := e.b.sb.Current(e.app.AppID, e.api)
+		return exp
+	}
+	return e.b.state(e.key()).ExpiresAt
+}
+
+// isCurrent reports whether v is the token WeChat holds current (always
+// true for a ticket: WeChat has no notion of a current ticket that a check
+// would not already show).
+func (e *faultEnv) isCurrent(v string) bool {
+	if e.ticket != "" {
+		return true
+	}
+	current, _ := e.b.sb.Current(e.app.AppID, e.api)
+	return current == v
+}
+
+// rules is the mode whose due time the watched credential follows: a
+// ticket is refreshed as a classic token is.
+func (e *faultEnv) rules(mode registry.Mode) registry.Mode {
+	if e.ticket != "" {
+		return registry.Classic
+	}
+	return mode
+}
+
+// unpublished counts the tokens (tickets) WeChat issued to wxtoken that
+// were never published; published holds every value SSM held.
+func (e *faultEnv) unpublished(published map[string]int) int {
+	if e.ticket == "" {
+		n := 0
+		for _, tok := range e.b.sb.Issued() { // the sandbox serves this app only
+			if _, ok := published[tok]; !ok {
+				n++
+			}
+		}
+		return n
+	}
+	return max(0, e.b.sb.TicketsIssued(e.app.AppID)-e.otherIssued-len(published))
 }
 
 // clear ends every injected fault.
@@ -790,9 +927,14 @@ func faultTable(rs []faultResult) string {
 		"E is the expiry of the token published at the start (a classic token is due at E−20 min, a stable one at E−4.5 min), " +
 		"a run counts as recovered when WeChat's current token is published, valid, recorded in the table, not overdue and nothing is leased or blocked, " +
 		"and every number below was measured in the run that wrote this file.\n\n")
+	sb.WriteString("A row whose Fault starts with a ticket's name is about that ticket (its own lease, state and parameter, `{prefix}/{app}/jsapi_ticket`): " +
+		"E is then the expiry of the ticket published at the start (a ticket is due at E−20 min, as a classic token), " +
+		"the ticket SSM holds is checked every simulated 10 s with the sandbox's CheckTicket (what a JS-SDK signature check would say), " +
+		"the gap, the recovery (the published ticket valid, recorded, not overdue, nothing leased or blocked) and the API consumer (who calls the ticket refresh route with a ticket that fails) are the ticket's, " +
+		"and the calls column gives the schedule's ticket calls, then its token calls for the same app (the token keeps its own schedule beside the ticket).\n\n")
 	sb.WriteString("The column \"Gap for a consumer that asks the API\" is what a business server sees that reads SSM after every run and, when WeChat rejects its token, " +
-		"calls the refresh API once a minute with that token (compare-and-refresh) and uses what it answers; the WeChat calls those claims cost are in the notes, not in the token-calls column.\n\n")
-	sb.WriteString("| Fault | Valid token published throughout? | Longest gap (sim) | Gap for a consumer that asks the API | Recovers without a person? | Lost or corrupted? | WeChat token calls | Notes |\n")
+		"calls the refresh API once a minute with that token (compare-and-refresh) and uses what it answers; the WeChat calls those claims cost are in the notes, not in the calls column.\n\n")
+	sb.WriteString("| Fault | Valid token (ticket) published throughout? | Longest gap (sim) | Gap for a consumer that asks the API | Recovers without a person? | Lost or corrupted? | WeChat calls by the schedule | Notes |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		valid := "Yes"
@@ -818,7 +960,7 @@ func faultTable(rs []faultResult) string {
 		}
 		var notes []string
 		if r.unpublished > 0 {
-			notes = append(notes, fmt.Sprintf("%d token(s) issued by WeChat never published", r.unpublished))
+			notes = append(notes, fmt.Sprintf("%d %s(s) issued by WeChat never published", r.unpublished, r.what()))
 		}
 		if r.inconsistent > 0 && len(r.finalProblems) == 0 {
 			notes = append(notes, fmt.Sprintf("table and SSM disagreed after %d run(s), then agreed", r.inconsistent))
@@ -826,8 +968,14 @@ func faultTable(rs []faultResult) string {
 		if r.leftLeases > 0 {
 			notes = append(notes, fmt.Sprintf("%d run(s) ended with a lease held", r.leftLeases))
 		}
-		if r.apiCalls > 0 {
+		switch {
+		case r.ticket != "" && (r.apiCalls > 0 || r.apiTokenCalls > 0):
+			notes = append(notes, fmt.Sprintf("%d WeChat ticket call(s) and %d token call(s) for the API consumer's claims", r.apiCalls, r.apiTokenCalls))
+		case r.apiCalls > 0:
 			notes = append(notes, fmt.Sprintf("%d WeChat token call(s) for the API consumer's claims", r.apiCalls))
+		}
+		if r.otherCalls > 0 {
+			notes = append(notes, fmt.Sprintf("another server's %d ticket calls not counted", r.otherCalls))
 		}
 		if r.injectedAWS > 0 {
 			notes = append(notes, fmt.Sprintf("%d AWS calls answered with the fault", r.injectedAWS))
@@ -836,15 +984,26 @@ func faultTable(rs []faultResult) string {
 		if len(notes) > 0 {
 			note += " Measured: " + strings.Join(notes, ", ") + "."
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %d | %s |\n", r.name, valid, simDuration(r.gap), simDuration(r.apiGap), rec, lost, r.calls, note)
+		calls := fmt.Sprintf("%d token", r.calls)
+		if r.ticket != "" {
+			calls = fmt.Sprintf("%d ticket, %d token", r.calls, r.tokenCalls)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name, valid, simDuration(r.gap), simDuration(r.apiGap), rec, lost, calls, note)
 	}
 	return sb.String()
 }
 
-// simDuration prints a simulated duration in minutes and seconds.
+// simDuration prints a simulated duration in minutes and seconds (hours
+// and minutes from 2 hours on).
 func simDuration(d time.Duration) string {
 	if d == 0 {
 		return "0"
+	}
+	if d >= 2*time.Hour {
+		if m := int(d % time.Hour / time.Minute); m != 0 {
+			return fmt.Sprintf("%d h %d min", int(d/time.Hour), m)
+		}
+		return fmt.Sprintf("%d h", int(d/time.Hour))
 	}
 	m, s := int(d/time.Minute), int(d%time.Minute/time.Second)
 	switch {

@@ -30,6 +30,7 @@ const (
 	ClassRetryable    Class = "retryable"     // WeChat: -1, HTTP 5xx, timeouts, network errors
 	ClassMinuteQuota  Class = "minute_quota"  // WeChat: 45011
 	ClassDailyQuota   Class = "daily_quota"   // WeChat: 45009
+	ClassHourQuota    Class = "hour_quota"    // WeCom: 45009 on a ticket call (its limits are per hour)
 	ClassTokenInvalid Class = "token_invalid" // WeChat: 40001/40014/42001 on a business call
 	ClassConfig       Class = "config"        // WeChat: the account's set-up (secret, appid, IP whitelist...)
 	ClassProgramming  Class = "programming"   // WeChat: a request it calls malformed
@@ -55,6 +56,7 @@ const (
 	PauseNone   Pause = iota
 	PauseMinute       // until the next minute (45011)
 	PauseDay          // until Beijing midnight (45009)
+	PauseHour         // until the hour turns (WeCom's ticket limits)
 	PauseConfig       // Refresher.ConfigBlock, or until the secret is replaced
 )
 
@@ -90,6 +92,8 @@ var policy = map[Class]Decision{
 		Message: "WeChat's per-minute quota is used up (45011); the last good token stays published; retry next minute"},
 	ClassDailyQuota: {Pause: PauseDay, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
 		Message: "WeChat's daily quota is used up (45009); calls are paused until Beijing midnight or a clear_quota and a successful refresh"},
+	ClassHourQuota: {Retry: true, Pause: PauseHour, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
+		Message: "WeCom's hourly limit of ticket calls is used up (45009); the last good ticket stays published; retried when the hour turns"},
 	ClassConfig: {Pause: PauseConfig, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
 		Message: "WeChat refused the app's credentials or IP (a person must fix the app's set-up); the last good token stays published"},
 	ClassProgramming: {Pause: PauseConfig, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
@@ -222,6 +226,8 @@ func failureFields(cfg policyConfig, a registry.App, k kind, err error, now time
 		until = now.Truncate(time.Minute).Add(time.Minute)
 	case PauseDay:
 		until = nextBeijingMidnight(now)
+	case PauseHour:
+		until = now.Truncate(time.Hour).Add(time.Hour)
 	case PauseConfig:
 		until = now.Add(cfg.configBlock)
 	}

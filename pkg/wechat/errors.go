@@ -141,9 +141,13 @@ const (
 	// ClassProgramming: a request WeChat considers malformed (40002, 41001,
 	// 41002, 41004, 43002, 47001). A bug in the caller.
 	ClassProgramming
+	// ClassHourQuota: 45009 on a WeCom ticket call, whose documented
+	// limits are per hour (400 a corporation, 100 an application). Wait
+	// for the hour to turn.
+	ClassHourQuota
 )
 
-var classNames = [...]string{"other", "retryable", "minute_quota", "daily_quota", "token_invalid", "config", "programming"}
+var classNames = [...]string{"other", "retryable", "minute_quota", "daily_quota", "token_invalid", "config", "programming", "hour_quota"}
 
 // String returns the class's short name, for logs and metric dimensions.
 func (c Class) String() string {
@@ -203,6 +207,9 @@ func classifyCode(op string, code int) Class {
 	case 45011:
 		return ClassMinuteQuota
 	case 45009:
+		if op == OpWeComJSAPITicket || op == OpWeComAgentTicket {
+			return ClassHourQuota
+		}
 		return ClassDailyQuota
 	case 40001:
 		if isCredentialOp(op) {
