@@ -63,14 +63,15 @@ func (d metricsDay) monthly() float64 {
 // perApp is monthly shared by the apps.
 func (d metricsDay) perApp() float64 { return d.monthly() / float64(d.apps) }
 
-// simulateMetricsDay runs a simulated day of n apps (n-2 healthy, one whose
-// WeChat calls all fail, one whose every refresh finds drift) through the
+// simulateMetricsDay runs a simulated day of n apps (n-2 healthy, a third of
+// them with a jsapi ticket, one whose WeChat calls all fail, one whose every
+// refresh finds drift) through the
 // real schedule handler into the given rules and meters the EMF documents
 // written.
 func simulateMetricsDay(tb testing.TB, n int, rules ruleSet) metricsDay {
 	tb.Helper()
 	m := &metricstest.Meter{}
-	d := &metricstest.Day{Healthy: n - 2, Failing: 1, Drifting: 1, OnDemandPerHour: onDemandPerHour}
+	d := &metricstest.Day{Healthy: n - 2, Failing: 1, Drifting: 1, Tickets: (n - 2) / 3, OnDemandPerHour: onDemandPerHour}
 	emf := &metrics.EMF{W: m, Service: "wxtoken", Now: d.Now}
 	var sink metricstest.Sink = emf
 	if rules == rulesBefore {

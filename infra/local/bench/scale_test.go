@@ -273,7 +273,7 @@ func scaleSection(rows []scaleRow) string {
 
 	fmt.Fprintf(&s, "**CloudWatch metrics, measured.** Every distinct series (metric name, dimension set and dimension values) is a custom metric billed for each hour in which it receives data. "+
 		"A simulated day (pkg/metrics/metricstest) drives the real schedule handler every minute for 1,440 runs over the apps — N−2 healthy ones refreshed when due "+
-		"(classic 20 minutes before expiry, stable 270 s before, about 13 refreshes a day each), one app whose every WeChat call fails (errcode −1, so its token runs out), "+
+		"(classic 20 minutes before expiry, stable 270 s before, about 13 refreshes a day each; a third of them also keep a jsapi ticket, refreshed 20 minutes before it expires and reported under its key, app#jsapi), one app whose every WeChat call fails (errcode −1, so its token runs out), "+
 		"one classic app whose every refresh finds drift, and %d on-demand API refreshes an hour — into the metrics package, "+
 		"and meters the EMF documents written: the distinct series, and the hours in which each received data (metric-hours). "+
 		"A month costs the day's metric-hours × %.2f days × $%.2f / %.0f h. The series the scale runs above really wrote are checked to be among the day's. "+
@@ -287,7 +287,7 @@ func scaleSection(rows []scaleRow) string {
 			fmt.Fprintf(&s, "| %d | %s | %d | %d | %d | %d | $%.2f | $%.4f |\n", d.apps, d.rules, d.series, d.perAppSets, d.seriesHours, d.emfBytes, d.monthly(), d.perApp())
 		}
 	}
-	fmt.Fprintf(&s, "\nThe series now (the pkg/metrics package comment says why): Refreshes by Outcome and by Reason; RefreshFailures, Drift and PausedRefusals at the service level and per App "+
+	fmt.Fprintf(&s, "\nThe series now (the pkg/metrics package comment says why): Refreshes by Outcome, by Reason and by Credential (token or the ticket); RefreshFailures, Drift and PausedRefusals at the service level and per App "+
 		"(an app a person must act on); WeChatErrors by ErrCode; LockContention, CoalescedRequests and CallsToday (Maximum: the busiest app) at the service level; "+
 		"TokenRemainingLife at the service level every run and per App only below %v (a healthy app never is); AppsNeedingAttention once per run; "+
 		"ApiResponses by StatusClass and ApiInternalErrors. The per-app detail of healthy apps is in the functions' JSON logs (CloudWatch Logs Insights).\n\n",
