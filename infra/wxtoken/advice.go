@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
@@ -61,6 +62,22 @@ func driftAdvice(app string, mode registry.Mode) string {
 		return "WeCom ended the token early (it may), or someone reset the corpsecret: act only if it repeats, and then find who else holds the corpsecret"
 	}
 	return fmt.Sprintf("find the other fetcher and stop it (old deployments, SDK defaults, a colleague's script); stable tokens are not rotated by others' normal calls: `wxtoken apps set %s --mode stable`", app)
+}
+
+// hourQuotaAdvice is the advice for WeCom's 45009 (the class hour_quota):
+// a frequency limit, not WeChat's daily quota.
+var hourQuotaAdvice = advice{
+	Problem: "WeCom's frequency limit is reached (45009): too many calls this hour with this corpsecret, or by the corporation",
+	Fix:     "nothing: wxtoken asks again when the hour turns; if it repeats, find who else calls with the corpsecret",
+}
+
+// adviceOf is the advice for a recorded failure: by its class where the
+// class decides (WeCom's 45009), else by its errcode (adviceFor).
+func adviceOf(class string, code int, app, ip string) advice {
+	if class == string(refresh.ClassHourQuota) {
+		return hourQuotaAdvice
+	}
+	return adviceFor(code, app, ip)
 }
 
 // adviceFor returns the advice for errcode code answered for app, with the

@@ -174,7 +174,7 @@ func cmdAppsShow(s *session, args []string) error {
 		if isWhitelist(e.Errcode) {
 			ip = be.refusedIP(s.ctx, v.Name, e.Message)
 		}
-		a := adviceFor(e.Errcode, v.Name, ip)
+		a := adviceOf(e.Class, e.Errcode, v.Name, ip)
 		v.Advice = &a
 	}
 	if v.DriftCount > 0 {

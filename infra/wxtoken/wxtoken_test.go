@@ -745,3 +745,17 @@ func TestTicketsCommand(t *testing.T) {
 		t.Error("a refused registration was written")
 	}
 }
+
+// TestAdviceByClass: WeCom's 45009 (class hour_quota) is a frequency limit
+// that ends with the hour, so its advice prescribes no clear-quota (which
+// WeCom does not have), unlike WeChat's daily quota.
+func TestAdviceByClass(t *testing.T) {
+	wecom := adviceOf(string(refresh.ClassHourQuota), 45009, "corp", "")
+	daily := adviceOf(string(refresh.ClassDailyQuota), 45009, "shop", "")
+	if strings.Contains(wecom.Fix, "clear-quota") || !strings.Contains(wecom.Problem, "frequency limit") {
+		t.Errorf("WeCom's 45009: %+v, want the frequency limit and no clear-quota", wecom)
+	}
+	if !strings.Contains(daily.Fix, "clear-quota") {
+		t.Errorf("WeChat's daily quota: %+v, want clear-quota", daily)
+	}
+}

@@ -67,19 +67,24 @@ func (r *Refresher) credential(ctx context.Context, app string, ticket registry.
 
 // ticketConflict returns the *registry.InvalidError of a ticket WeChat
 // issues to the account when another registration of the account keeps it
-// (registry.TicketConflicts, as the scheduled run decides): two fetchers of
-// one ticket could end each other's. It lists the registrations, so it is
-// asked only before a WeChat call, never on the fast path.
-func (r *Refresher) ticketConflict(ctx context.Context, c cred) error {
-	if c.ticket == "" || !registry.SharedTicket(c.app.Kind, c.ticket) {
+// (registry.TicketConflicts over the registrations the sweep keeps, as the
+// scheduled run decides): two fetchers of one ticket could end each other's.
+// It lists the registrations, so only a holder about to call WeChat for a
+// caller asks it (fetchTicket): never the scheduled run, whose sweep
+// decided the same from its own listing, a caller answered from the state,
+// or a waiter; and the conflict's pause (invalid_registration) refuses the
+// callers after it from the state.
+func (r *Refresher) ticketConflict(ctx context.Context, c cred, k kind) error {
+	if k == scheduled || c.ticket == "" || !registry.SharedTicket(c.app.Kind, c.ticket) {
 		return nil
 	}
 	apps, _, err := r.Apps.List(ctx)
 	if err != nil {
-		return fmt.Errorf("refresh: %s: list the apps: %w", c.key(), err)
+		return fmt.Errorf("list the apps: %w", err)
 	}
+	apps, _ = registry.Duplicates(apps)
 	if err := registry.TicketConflicts(apps)[registry.Credential{App: c.app.Name, Ticket: c.ticket}]; err != nil {
-		return fmt.Errorf("refresh: %s: %w", c.key(), err)
+		return err
 	}
 	return nil
 }

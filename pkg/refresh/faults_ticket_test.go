@@ -148,14 +148,6 @@ func otherTicketCall(t *testing.T, u string) (int, bool) {
 	return ans.ErrCode, ans.Ticket != ""
 }
 
-// nextMidnightBeijing is the next midnight in Beijing after t, when WeChat's
-// daily quotas (and wxtoken's daily pauses) end.
-func nextMidnightBeijing(t time.Time) time.Time {
-	cst := time.FixedZone("CST", 8*3600)
-	b := t.In(cst)
-	return time.Date(b.Year(), b.Month(), b.Day()+1, 0, 0, 0, 0, cst)
-}
-
 // TestWeComTicketHourlyLimitEndsAtTheHour: WeCom limits ticket calls per
 // hour (400 a corporation, 100 an application) and answers 45009 "api freq
 // out of limit" when another server used the hour up. The limit ends at the

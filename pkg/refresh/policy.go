@@ -30,7 +30,7 @@ const (
 	ClassRetryable    Class = "retryable"     // WeChat: -1, HTTP 5xx, timeouts, network errors
 	ClassMinuteQuota  Class = "minute_quota"  // WeChat: 45011
 	ClassDailyQuota   Class = "daily_quota"   // WeChat: 45009
-	ClassHourQuota    Class = "hour_quota"    // WeCom: 45009 on a ticket call (its limits are per hour)
+	ClassHourQuota    Class = "hour_quota"    // WeCom: 45009 (its limits are frequencies, per minute and per hour)
 	ClassTokenInvalid Class = "token_invalid" // WeChat: 40001/40014/42001 on a business call
 	ClassConfig       Class = "config"        // WeChat: the account's set-up (secret, appid, IP whitelist...)
 	ClassProgramming  Class = "programming"   // WeChat: a request it calls malformed
@@ -56,7 +56,7 @@ const (
 	PauseNone   Pause = iota
 	PauseMinute       // until the next minute (45011)
 	PauseDay          // until Beijing midnight (45009)
-	PauseHour         // until the hour turns (WeCom's ticket limits)
+	PauseHour         // until the hour turns (WeCom's frequency limits)
 	PauseConfig       // Refresher.ConfigBlock, or until the secret is replaced
 )
 
@@ -92,8 +92,8 @@ var policy = map[Class]Decision{
 		Message: "WeChat's per-minute quota is used up (45011); the last good token stays published; retry next minute"},
 	ClassDailyQuota: {Pause: PauseDay, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
 		Message: "WeChat's daily quota is used up (45009); calls are paused until Beijing midnight or a clear_quota and a successful refresh"},
-	ClassHourQuota: {Retry: true, Pause: PauseHour, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
-		Message: "WeCom's hourly limit of ticket calls is used up (45009); the last good ticket stays published; retried when the hour turns"},
+	ClassHourQuota: {Retry: true, Pause: PauseHour, HTTPStatus: http.StatusBadGateway, Code: "wechat_error", RetryAfter: time.Minute,
+		Message: "WeCom's frequency limit is reached (45009); the last good token or ticket stays published; retried when the hour turns"},
 	ClassConfig: {Pause: PauseConfig, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
 		Message: "WeChat refused the app's credentials or IP (a person must fix the app's set-up); the last good token stays published"},
 	ClassProgramming: {Pause: PauseConfig, StartsInterval: true, Page: true, HTTPStatus: http.StatusBadGateway, Code: "wechat_error",
@@ -112,8 +112,8 @@ var policy = map[Class]Decision{
 		Message: "WeChat could not confirm that the token is invalid, so it was not replaced; keep using it and retry later"},
 	ClassTokenUnavailable: {Retry: true, HTTPStatus: http.StatusServiceUnavailable, Code: "token_unavailable", RetryAfter: 30 * time.Second,
 		Message: "the access token the ticket call needs could not be had (see the app's token status); the last good ticket stays published"},
-	ClassInvalid: {Page: true, HTTPStatus: http.StatusConflict, Code: "invalid_registration",
-		Message: "the app's registration is rejected, so nothing is fetched for it; a person must fix it (wxtoken apps list and apps show say why)"},
+	ClassInvalid: {Pause: PauseConfig, StartsInterval: true, Page: true, HTTPStatus: http.StatusConflict, Code: "invalid_registration",
+		Message: "the app's registration (or this ticket of it) is rejected, so nothing is fetched for it; a person must fix it (the scheduled function's log and wxtoken apps list say why), then run wxtoken apps unblock"},
 	ClassInternal: {HTTPStatus: http.StatusInternalServerError, Code: "internal", Message: "internal error"},
 }
 

@@ -167,6 +167,10 @@ func TestFailureFields(t *testing.T) {
 		{"a config error to a forced call pauses everything", stable, force, werr(40125), ClassConfig, 40125, at(DefaultConfigBlock), nil, true},
 		{"AWS throttling: its own class, no errcode", classic, onDemand, fmt.Errorf("commit failed: %w", lease.ErrUnavailable), ClassUnavailable, 0, nil, nil, false},
 		{"a missing secret is a config error", classic, scheduled, errNoSecret, ClassConfig, 0, at(DefaultConfigBlock), nil, false},
+		{"WeCom's hourly ticket limit pauses until the hour turns, no interval", testApp(registry.GetToken), onDemand,
+			fmt.Errorf("refresh: %w", &wechat.Error{Op: wechat.OpWeComJSAPITicket, Code: 45009}), ClassHourQuota, 45009, at(time.Hour), nil, false},
+		{"a ticket another registration keeps pauses like a config error", classic, onDemand,
+			fmt.Errorf("refresh: %w", &registry.InvalidError{App: "b", Reason: "tickets: a also registers it"}), ClassInvalid, 0, at(DefaultConfigBlock), nil, true},
 		{"anything else", classic, onDemand, errors.New("boom"), ClassInternal, 0, nil, nil, false},
 	}
 	for _, tt := range tests {
@@ -235,6 +239,8 @@ func TestDecide(t *testing.T) {
 		{"unverifiable claim", fmt.Errorf("x: %w", ErrUnverified), ClassUnverified, http.StatusServiceUnavailable, "claim_unverified", false},
 		{"lock wait", fmt.Errorf("%w (app x)", ErrLockTimeout), ClassInProgress, http.StatusServiceUnavailable, "refresh_in_progress", false},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), ClassTimeout, http.StatusServiceUnavailable, "timeout", false},
+		{"WeCom's hourly ticket limit", &wechat.Error{Op: wechat.OpWeComAgentTicket, Code: 45009}, ClassHourQuota, http.StatusBadGateway, "wechat_error", false},
+		{"a rejected registration", &registry.InvalidError{App: "x", Reason: "bad"}, ClassInvalid, http.StatusConflict, "invalid_registration", true},
 		{"anything else", errors.New("boom"), ClassInternal, http.StatusInternalServerError, "internal", false},
 	}
 	for _, tt := range tests {

@@ -247,9 +247,6 @@ func (r *Refresher) refresh(ctx context.Context, app string, ticket registry.Tic
 	if e := r.refused(ctx, a, q, st, cur, now); e != nil {
 		return Result{}, e
 	}
-	if err := r.ticketConflict(ctx, c); err != nil {
-		return Result{}, err
-	}
 	return r.run(ctx, c, q)
 }
 

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,18 +387,64 @@ func TestSharedTicketHasOneFetcher(t *testing.T) {
 		}
 	}
 	// On demand too: the second registration's ticket is refused as
-	// invalid, without a WeChat call; the first's is served.
+	// invalid, without a WeChat call, by the holder alone (one listing of
+	// the apps for a burst); the first's is served.
 	api := b.refresher("api")
-	_, err := api.RefreshTicket(context.Background(), second.Name, registry.TicketJSAPI, "")
-	if c := refresh.ClassOf(err); c != refresh.ClassInvalid || !strings.Contains(fmt.Sprint(err), first.Name) {
-		t.Errorf("on-demand ticket of the second registration: %v (class %q), want invalid naming %s", err, c, first.Name)
+	lists := &countingApps{Apps: api.Apps}
+	api.Apps = lists
+	errs := make([]error, 10)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = api.RefreshTicket(context.Background(), second.Name, registry.TicketJSAPI, "")
+		}()
+	}
+	wg.Wait()
+	// The first caller's answer is the holder's refusal; the others wait
+	// for it or are refused by the pause it leaves, with its class.
+	for _, err := range errs {
+		if c := refresh.ClassOf(err); c != refresh.ClassInvalid {
+			t.Errorf("on-demand ticket of the second registration: %v (class %q), want invalid_registration", err, c)
+		}
+	}
+	if n := lists.n.Load(); n != 1 {
+		t.Errorf("a burst of 10 requests listed the apps %d times, want 1 (the holder's)", n)
+	}
+	if st := b.state(ticketKey(second.Name, registry.TicketJSAPI)); st.LastErrorClass != string(refresh.ClassInvalid) {
+		t.Errorf("the ticket's state records %q, want invalid_registration", st.LastErrorClass)
+	}
+	if !slices.ContainsFunc(errs, func(err error) bool { return strings.Contains(fmt.Sprint(err), first.Name) }) {
+		t.Errorf("no answer names %s: %v", first.Name, errs)
 	}
 	if n := b.sb.TicketCalls(first.AppID); n != 1 {
-		t.Errorf("%d ticket calls after the refused request, want 1", n)
+		t.Errorf("%d ticket calls after the refused requests, want 1", n)
 	}
 	if res, err := api.RefreshTicket(context.Background(), first.Name, registry.TicketJSAPI, ""); err != nil || res.Token == "" {
 		t.Errorf("the first registration's ticket: %v", err)
 	}
+	// The scheduled run refreshes the first's ticket without listing the
+	// apps again for it (the sweep's listing decided).
+	sched := b.refresher("scheduler")
+	schedLists := &countingApps{Apps: sched.Apps}
+	sched.Apps = schedLists
+	b.sb.Clock().Advance(110 * time.Minute) // every credential due
+	mustRefreshDue(t, sched)
+	if n, calls := schedLists.n.Load(), b.sb.TicketCalls(first.AppID); n != 1 || calls != 2 {
+		t.Errorf("a scheduled run listed the apps %d times and made %d ticket calls in all, want 1 (the sweep's) and 2", n, calls)
+	}
+}
+
+// countingApps counts the listings of the registrations.
+type countingApps struct {
+	refresh.Apps
+	n atomic.Int32
+}
+
+func (c *countingApps) List(ctx context.Context) ([]registry.App, []error, error) {
+	c.n.Add(1)
+	return c.Apps.List(ctx)
 }
 
 // jsapiApp registers an Official Account in mode with the jsapi ticket.

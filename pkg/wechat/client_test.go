@@ -577,6 +577,7 @@ func TestClassifyPlainErrors(t *testing.T) {
 		{"40014", &wechat.Error{Op: wechat.OpCheckToken, Code: 40014}, wechat.ClassTokenInvalid},
 		{"wrapped *Error", fmt.Errorf("refresh: %w", &wechat.Error{Op: wechat.OpToken, Code: 45009}), wechat.ClassDailyQuota},
 		{"45009 on an Official Account's ticket call: its daily quota", &wechat.Error{Op: wechat.OpTicket, Code: 45009}, wechat.ClassDailyQuota},
+		{"45009 on WeCom's gettoken: a frequency limit", &wechat.Error{Op: wechat.OpWeComToken, Code: 45009}, wechat.ClassHourQuota},
 		{"45009 on WeCom's jsapi ticket call: its hourly limit", &wechat.Error{Op: wechat.OpWeComJSAPITicket, Code: 45009}, wechat.ClassHourQuota},
 		{"45009 on WeCom's agent_config ticket call: its hourly limit", &wechat.Error{Op: wechat.OpWeComAgentTicket, Code: 45009}, wechat.ClassHourQuota},
 		{"40001 on a ticket call: the access token", &wechat.Error{Op: wechat.OpTicket, Code: 40001}, wechat.ClassTokenInvalid},

@@ -141,9 +141,10 @@ const (
 	// ClassProgramming: a request WeChat considers malformed (40002, 41001,
 	// 41002, 41004, 43002, 47001). A bug in the caller.
 	ClassProgramming
-	// ClassHourQuota: 45009 on a WeCom ticket call, whose documented
-	// limits are per hour (400 a corporation, 100 an application). Wait
-	// for the hour to turn.
+	// ClassHourQuota: 45009 from WeCom, whose documented limits are
+	// frequencies (gettoken: per minute and per hour, blocks of 60 s or
+	// 60 min; jsapi tickets: 400 an hour a corporation, 100 an
+	// application), not a daily count. Wait for the hour to turn.
 	ClassHourQuota
 )
 
@@ -207,7 +208,7 @@ func classifyCode(op string, code int) Class {
 	case 45011:
 		return ClassMinuteQuota
 	case 45009:
-		if op == OpWeComJSAPITicket || op == OpWeComAgentTicket {
+		if op == OpWeComToken || op == OpWeComJSAPITicket || op == OpWeComAgentTicket {
 			return ClassHourQuota
 		}
 		return ClassDailyQuota
