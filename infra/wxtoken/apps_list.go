@@ -31,9 +31,10 @@ func cmdAppsList(s *session, args []string) error {
 	}
 	now := s.now()
 	var views []appView
+	conflicts := registry.TicketConflicts(apps)
 	for _, a := range apps {
 		v := viewOf(a, states[a.Name], now)
-		v.ticketRows = ticketRowsOf(a, states, now)
+		v.TicketRows = ticketRowsOf(a, states, conflicts, now)
 		views = append(views, v)
 	}
 	for _, e := range bad {
@@ -67,7 +68,7 @@ func printTable(out io.Writer, views []appView, now time.Time) {
 	fmt.Fprintln(w, "NAME\tKIND\tMODE\tEXPIRES IN\tCALLS TODAY\tPAUSED UNTIL\tLAST ERROR\tDRIFT")
 	var rows []appView
 	for _, v := range views {
-		rows = append(append(rows, v), v.ticketRows...)
+		rows = append(append(rows, v), v.TicketRows...)
 	}
 	for _, v := range rows {
 		if v.Invalid != "" {

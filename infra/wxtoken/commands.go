@@ -63,7 +63,8 @@ WeChat refused (40013), run ` + "`wxtoken apps unblock NAME`" + `.`
 
 const unblockDetail = `After a configuration error (IP whitelist, appid, frozen secret) wxtoken
 pauses the app's WeChat calls for 30 minutes; after 45009 until Beijing
-midnight. Once you fixed the cause, unblock clears the pause (under the app's
+midnight (WeCom's 45009, a frequency limit: until the hour turns, no unblock
+needed). Once you fixed the cause, unblock clears the pause (under the app's
 lease, so it never races a refresh) and asks the API for a token, which is
 fetched only if none valid is published. It also ends the pauses of the
 app's tickets, which the next scheduled run then fetches. A replaced secret

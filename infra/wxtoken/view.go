@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -46,7 +47,7 @@ type appView struct {
 	// Set by list only: each ticket as a row of the table, named by its
 	// credential key (app#ticket), as the metrics and the schedule's log
 	// name it.
-	ticketRows []appView
+	TicketRows []appView `json:"ticket_rows,omitempty"`
 	// Set by show only: what the last error means and what to do, and
 	// what to do about drift.
 	Advice        *advice `json:"advice,omitempty"`
@@ -77,13 +78,18 @@ func ticketViewOf(t registry.Ticket, parameter string, st lease.State, version i
 }
 
 // ticketRowsOf shows a's tickets as rows of the apps table, from the
-// states by credential key.
-func ticketRowsOf(a registry.App, states map[string]lease.State, now time.Time) []appView {
+// states by credential key; a ticket the scheduled run rejects (conflicts,
+// by registry.TicketConflicts) is shown invalid with the reason.
+func ticketRowsOf(a registry.App, states map[string]lease.State, conflicts map[registry.Credential]error, now time.Time) []appView {
 	var rows []appView
 	for _, t := range a.Tickets.List() {
-		key := registry.Credential{App: a.Name, Ticket: t}.Key()
-		v := viewOf(registry.App{}, states[key], now)
-		v.Name, v.Kind, v.Mode, v.DailyBudget, v.Disabled = key, "ticket", "-", registry.DefaultTicketBudget, a.Disabled
+		c := registry.Credential{App: a.Name, Ticket: t}
+		v := viewOf(registry.App{}, states[c.Key()], now)
+		v.Name, v.Kind, v.Mode, v.DailyBudget, v.Disabled = c.Key(), "ticket", "-", registry.DefaultTicketBudget, a.Disabled
+		var ie *registry.InvalidError
+		if errors.As(conflicts[c], &ie) {
+			v.Invalid = ie.Reason
+		}
 		rows = append(rows, v)
 	}
 	return rows

@@ -714,6 +714,23 @@ func TestTicketsCommand(t *testing.T) {
 			t.Errorf("ticket row %q: want kind ticket, expiring in 2h00m, 1 of 100 calls today", row)
 		}
 	}
+	var listed struct{ Apps []appView }
+	if err := json.Unmarshal([]byte(b.want(ExitOK, nil, "", "apps", "list", "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed.Apps) != 1 || len(listed.Apps[0].TicketRows) != 2 || listed.Apps[0].TicketRows[0].Name != "shop#jsapi" || listed.Apps[0].TicketRows[0].ExpiresAt == nil {
+		t.Errorf("list --json: %+v, want shop with its two ticket rows", listed.Apps)
+	}
+	// A second registration of the account (stable mode allows it) that
+	// keeps the account's jsapi ticket too: its ticket row is invalid.
+	twin := registry.App{Name: "twin", AppID: shopID, Kind: registry.OfficialAccount, Mode: registry.Stable, Tickets: registry.TicketSetOf(registry.TicketJSAPI)}
+	if _, err := b.db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(b.stack.Table), Item: registry.Item(twin)}); err != nil {
+		t.Fatal(err)
+	}
+	b.want(ExitOK, []string{"twin#jsapi", "INVALID: tickets: shop also registers account"}, "", "apps", "list")
+	if _, err := b.db.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(b.stack.Table), Key: appKey("twin")}); err != nil {
+		t.Fatal(err)
+	}
 
 	// A ticket paused after a configuration error: list names it, and
 	// unblock ends its pause with the token's.

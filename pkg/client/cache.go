@@ -177,7 +177,10 @@ func (c *Client) load(ctx context.Context, k *cache) (string, error) {
 	}
 	now := c.now()
 	e := entry{value: aws.ToString(out.Parameter.Value), version: out.Parameter.Version, readAt: now}
-	if m := out.Parameter.LastModifiedDate; m != nil {
+	if m := out.Parameter.LastModifiedDate; m != nil && k.spec.ticket == "" {
+		// A token's parameter is written with every new token. A ticket's
+		// is not when WeChat answers the same ticket with a new life, so
+		// its age says nothing of its expiry: MaxAge alone bounds it.
 		e.expires = m.Add(c.lifetime())
 	}
 	if !e.expires.IsZero() && !now.Before(e.expires.Add(-c.expiryMargin())) && c.Endpoint != "" {

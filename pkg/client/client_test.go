@@ -38,7 +38,13 @@ type local struct {
 
 func newLocal(t *testing.T, app registry.App) *local {
 	t.Helper()
-	st := stacktest.New(t, stacktest.Options{}, app)
+	return newLocalWith(t, stacktest.Options{}, app)
+}
+
+// newLocalWith is newLocal with the stack's options (the sandbox's).
+func newLocalWith(t *testing.T, opts stacktest.Options, app registry.App) *local {
+	t.Helper()
+	st := stacktest.New(t, opts, app)
 	return &local{Stack: st, t: t, cfg: st.Cfg, sb: st.Sandbox}
 }
 

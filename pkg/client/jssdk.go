@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/ticket"
 )
 
 // JSSDKSignature is what a page passes to wx.config (Official Accounts and
@@ -20,6 +22,11 @@ type JSSDKSignature struct {
 	Signature string `json:"signature"`
 	// URL is the page URL that was signed (without its fragment).
 	URL string `json:"url"`
+
+	// kind and ticket are what Client.SignURL and SignAgentConfig signed
+	// with, for Client.Resign; never serialized.
+	kind   ticket.Ticket
+	ticket string
 }
 
 // SignJSSDK computes WeChat's JS-SDK signature (附录1, JS-SDK使用权限签名

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/ticket"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
@@ -101,7 +103,7 @@ func TestRefreshTicketIsCoalesced(t *testing.T) {
 	app := shop()
 	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
 	// A new ticket ends the old one at once: the stale ticket is really bad.
-	l := newLocal(t, app)
+	l := newLocalWith(t, stacktest.Options{Sandbox: wechattest.Config{TicketRotation: wechattest.TicketNewEndsOld}}, app)
 	stale := l.PublishTicket("shop", ticket.JSAPI)
 	c := l.client("shop", nil)
 	var wg sync.WaitGroup
@@ -116,9 +118,12 @@ func TestRefreshTicketIsCoalesced(t *testing.T) {
 	}
 	wg.Wait()
 	for i := range got {
-		if errs[i] != nil || got[i] != got[0] {
-			t.Fatalf("caller %d: %v (the same ticket for all: %v)", i, errs[i], got[i] == got[0])
+		if errs[i] != nil || got[i] != got[0] || got[i] == stale {
+			t.Fatalf("caller %d: %v (the same ticket for all: %v, a new one: %v)", i, errs[i], got[i] == got[0], got[i] != stale)
 		}
+	}
+	if l.sb.CheckTicket(appID, wechattest.TicketJSAPI, stale) == 0 {
+		t.Error("the sandbox still accepts the stale ticket under TicketNewEndsOld")
 	}
 	l.signedOnly()
 	if n := l.Requests.Load(); n != 1 {
@@ -154,5 +159,82 @@ func TestTicketRefused(t *testing.T) {
 	n := l.Requests.Load()
 	if _, err := c.Ticket(context.Background(), "jsapi_ticket"); err == nil || !strings.Contains(err.Error(), "not a ticket") || l.Requests.Load() != n {
 		t.Errorf("an unknown ticket name: %v (requests %d → %d), want a local refusal", err, n, l.Requests.Load())
+	}
+}
+
+// TestTicketAgeIsNotItsExpiry: a refresh that gets the same ticket back
+// (what integrators report WeChat does, with a full expires_in) leaves the
+// parameter untouched, so its LastModifiedDate says nothing of the ticket's
+// expiry: a ticket read 3 hours after its publication is used and cached,
+// without asking the API, and without an API it is still cached.
+func TestTicketAgeIsNotItsExpiry(t *testing.T) {
+	app := shop()
+	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
+	l := newLocal(t, app)
+	published := l.PublishTicket("shop", ticket.JSAPI)
+	later := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	requests := l.Requests.Load()
+	for _, endpoint := range []string{l.APIURL, ""} {
+		c := l.client("shop", later)
+		c.Endpoint = endpoint
+		l.reads.Store(0)
+		for range 3 {
+			if got, err := c.Ticket(context.Background(), ticket.JSAPI); err != nil || got != published {
+				t.Fatalf("endpoint %q: %v (the published ticket: %v)", endpoint, err, got == published)
+			}
+		}
+		if n := l.reads.Load(); n != 1 {
+			t.Errorf("endpoint %q: 3 reads of a ticket published 3 hours ago made %d SSM reads, want 1 (cached)", endpoint, n)
+		}
+	}
+	if n := l.Requests.Load() - requests; n != 0 {
+		t.Errorf("%d API requests for a published ticket, want 0", n)
+	}
+}
+
+// TestResign: when WeChat ends a ticket as soon as it issues the next, a
+// process whose cache still holds the old ticket signs a page that is then
+// rejected (the window is MaxAge); Resign with the rejected signature gets
+// the ticket published meanwhile, without a WeChat call, and signs again.
+func TestResign(t *testing.T) {
+	app := shop()
+	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
+	l := newLocalWith(t, stacktest.Options{Sandbox: wechattest.Config{TicketRotation: wechattest.TicketNewEndsOld}}, app)
+	old := l.PublishTicket("shop", ticket.JSAPI)
+	c := l.client("shop", nil)
+	const page = "https://shop.example/pay?order=42#top"
+	first, err := c.SignURL(context.Background(), page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another server's claim (or the schedule) rotates the ticket.
+	l.Sandbox.Clock().Advance(2 * time.Minute) // past the minimum interval
+	if _, err := l.Refresher.RefreshTicket(context.Background(), "shop", ticket.JSAPI, old); err != nil {
+		t.Fatal(err)
+	}
+	current := l.PublishedTicket("shop", ticket.JSAPI)
+	cached, err := c.SignURL(context.Background(), page)
+	if err != nil || cached.Signature != client.SignJSSDK(old, cached.NonceStr, cached.Timestamp, cached.URL) || l.sb.CheckTicket(appID, wechattest.TicketJSAPI, old) == 0 {
+		t.Fatalf("setup: the cached ticket should sign and be ended at WeChat (%v)", err)
+	}
+	calls := l.sb.TicketRequests(appID, wechattest.TicketJSAPI)
+	again, err := c.Resign(context.Background(), cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.URL != first.URL || again.Signature != client.SignJSSDK(current, again.NonceStr, again.Timestamp, again.URL) {
+		t.Errorf("Resign: %+v, want the URL signed with the published ticket", again)
+	}
+	if n := l.sb.TicketRequests(appID, wechattest.TicketJSAPI) - calls; n != 0 {
+		t.Errorf("Resign made %d ticket calls, want 0 (the published ticket answers the claim)", n)
+	}
+	if sig, err := c.SignURL(context.Background(), page); err != nil || sig.Signature != client.SignJSSDK(current, sig.NonceStr, sig.Timestamp, sig.URL) {
+		t.Errorf("SignURL after Resign: %v, want the new ticket from the cache", err)
+	}
+	if _, err := c.Resign(context.Background(), client.JSSDKSignature{URL: page}); !errors.Is(err, client.ErrNotSigned) {
+		t.Errorf("Resign of a foreign signature: %v, want ErrNotSigned", err)
+	}
+	if raw, _ := json.Marshal(again); strings.Contains(string(raw), current) {
+		t.Error("the signature's JSON carries the ticket")
 	}
 }

@@ -198,13 +198,16 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 		case r.Reason == refresh.ReasonDailyBudget:
 			return "the app's daily budget of WeChat calls is used up; raise daily_budget or find who spends it", true
 		case refresh.Decide(r).Page:
-			return fmt.Sprintf("calls are paused for %s after WeChat errcode %d (%s); fix the cause (see the runbook)",
+			return fmt.Sprintf("calls are paused for %s after errcode %d (%s); fix the cause (see the runbook)",
 				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
 		case expiring:
 			return fmt.Sprintf("the token expires soon and calls are paused for %s after WeChat errcode %d (%s)",
 				r.RetryAfter.Round(time.Second), r.ErrCode, r.Class), true
 		}
 	case refresh.StatusFailed:
+		if refresh.ClassOf(o.Err) == refresh.ClassInvalid {
+			return "the registration is rejected: " + errString(o.Err), true
+		}
 		if refresh.Decide(o.Err).Page {
 			reason := "WeChat refused: " + errString(o.Err)
 			if ip, ok := wechat.WhitelistIP(o.Err); ok && ip != "" {
