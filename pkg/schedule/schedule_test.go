@@ -73,7 +73,7 @@ func TestNeedsAPerson(t *testing.T) {
 		{"a holder found the registration rejected", refresh.Outcome{App: "shop#jsapi", Status: refresh.StatusFailed, ExpiresAt: later,
 			Err: fmt.Errorf("refresh: shop#jsapi: %w", &registry.InvalidError{App: "shop", Reason: "tickets: a-shop also registers account wx1"})}, "the registration is rejected: "},
 		{"WeCom's frequency limit clears itself", refresh.Outcome{App: "corp", Status: refresh.StatusFailed, ExpiresAt: later, Err: &wechat.Error{Op: wechat.OpWeComToken, Code: 45009, Msg: "api freq out of limit"}}, ""},
-				{"deferred with time left", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred, ExpiresAt: later}, ""},
+		{"deferred with time left", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred, ExpiresAt: later}, ""},
 		{"deferred and expired", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred, ExpiresAt: now.Add(-time.Minute)}, "no time left"},
 		{"deferred before any token", refresh.Outcome{App: "shop", Status: refresh.StatusDeferred}, "no time left"},
 		{"busy with time left", refresh.Outcome{App: "shop", Status: refresh.StatusBusy, ExpiresAt: soon}, ""},
