@@ -51,9 +51,11 @@ type faultCase struct {
 	// sandbox's CheckTicket, as a JS-SDK signature would be), and the gap,
 	// the recovery, calls and the API consumer are the ticket's. The
 	// schedule's token calls must then lie within tokenCalls.
-	ticket     registry.Ticket
-	kind       registry.Kind
-	rotation   wechattest.TicketRotation
+	ticket   registry.Ticket
+	kind     registry.Kind
+	rotation wechattest.TicketRotation
+	// window is how the sandbox counts WeCom's hourly ticket limit.
+	window     wechattest.TicketWindow
 	tokenCalls [2]int
 	// start is the scenario's start on the sandbox clock (zero: t0).
 	start time.Time
@@ -337,7 +339,7 @@ func runFaultCase(t *testing.T, tc faultCase) faultResult {
 	if start.IsZero() {
 		start = t0
 	}
-	b := newBed(t, wechattest.Config{Clock: wechattest.NewClock(start, 0), TicketRotation: tc.rotation})
+	b := newBed(t, wechattest.Config{Clock: wechattest.NewClock(start, 0), TicketRotation: tc.rotation, WeComTicketWindow: tc.window})
 	b.needEngines()
 	kind := tc.kind
 	if kind == "" {

@@ -71,6 +71,13 @@ func ticketFaultCases() []faultCase {
 			inject: spendTicketHourInFault,
 			calls:  [2]int{1 + 1 + 1, 1 + 1 + 1}, tokenCalls: [2]int{2, 2},
 			why: "WeCom's ticket limits are per hour, so its 45009 on a ticket call pauses the ticket until the hour turns (class hour_quota), not until Beijing midnight as WeChat's daily quota would: one refused call, then the first run of the new hour, 10 min before the ticket expires, fetches it. The other server's calls are not counted."},
+		{name: "WeCom jsapi ticket: hourly ticket limit used up by another server when due, counted over the last 60 minutes (45009)",
+			mode: registry.GetToken, kind: registry.WeCom, ticket: jsapi, rotation: wechattest.TicketNewKeepsOld, window: wechattest.TicketWindowRolling,
+			start: pastTheHour, from: -20 * time.Minute, to: 40 * time.Minute, after: 15 * time.Minute,
+			inject: spendTicketHourInFault,
+			gap:    []time.Duration{50 * time.Minute, 50*time.Minute + scheduleRate}, recover: 11,
+			calls: [2]int{1 + 3, 1 + 3}, tokenCalls: [2]int{2, 2},
+			why: "WeCom does not say how it counts its hour; if over the last 60 minutes, the other server's calls at E−20 min keep the limit until E+40 min (the fault's end here). wxtoken asks once when the hour turns (E−10 min, refused again) and once at the next turn (E+50 min): no loop, one refused call an hour, and it recovers without a person, but the ticket lapses from E until then, 10 min longer than the window forces (a retry sooner than the hour would be refused under a per-hour count)."},
 	}
 }
 

@@ -121,7 +121,10 @@ type Config struct {
 	// documented limits: 400 jsapi tickets an hour per corporation, 100
 	// per application.
 	WeComTicketHourlyPerCorp, WeComTicketHourlyPerApp int
-	TicketLength                                      int // 86, as WeChat's examples
+	// WeComTicketWindow is how WeCom counts "an hour", which it does not
+	// say: per clock hour (the default) or over the last 60 minutes.
+	WeComTicketWindow TicketWindow
+	TicketLength      int // 86, as WeChat's examples
 	// Clock is the sandbox time; nil means a clock starting now at real speed.
 	Clock *Clock
 }

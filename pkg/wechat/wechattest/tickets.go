@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
@@ -73,7 +74,22 @@ type ticketCounts struct {
 	hour  int64 // Unix hour of hourly
 	// hourly counts WeCom ticket calls of the hour, both types together.
 	hourly int
+	// recent are the times of the WeCom ticket calls of the last 60
+	// minutes (TicketWindowRolling).
+	recent []time.Time
 }
+
+// TicketWindow is how the sandbox counts WeCom's hourly ticket limits.
+type TicketWindow int
+
+// The windows.
+const (
+	// TicketWindowClockHour counts per clock hour: the count starts again
+	// when the hour turns.
+	TicketWindowClockHour TicketWindow = iota
+	// TicketWindowRolling counts the calls of the last 60 minutes.
+	TicketWindowRolling
+)
 
 // serveTicket is GET /cgi-bin/ticket/getticket?access_token=...&type=...
 // (Official Accounts; Mini Programs have no tickets).
@@ -152,8 +168,9 @@ func (s *Sandbox) serveTicketOf(w http.ResponseWriter, r *http.Request, typ Tick
 // application per corporation, so the lower applies), and the configured
 // daily limit of an Official Account's tickets. WeCom's page does not say
 // whether its two tickets share the hourly count; the sandbox counts them
-// together (the stricter reading), per clock hour. It returns the errcode
-// of a refusal, or 0.
+// together (the stricter reading), per clock hour or over the last 60
+// minutes (Config.WeComTicketWindow). Refused calls are not counted. It
+// returns the errcode of a refusal, or 0.
 func (s *Sandbox) ticketLimitLocked(st *appState, typ TicketType, now time.Time) (int, string) {
 	c := &st.ticketCounts
 	if day := now.In(beijing).Format(time.DateOnly); day != c.day || c.daily == nil {
@@ -163,7 +180,16 @@ func (s *Sandbox) ticketLimitLocked(st *appState, typ TicketType, now time.Time)
 		c.hour, c.hourly = hour, 0
 	}
 	if st.app.Kind == WeCom {
-		if c.hourly >= min(s.cfg.WeComTicketHourlyPerCorp, s.cfg.WeComTicketHourlyPerApp) {
+		limit := min(s.cfg.WeComTicketHourlyPerCorp, s.cfg.WeComTicketHourlyPerApp)
+		if s.cfg.WeComTicketWindow == TicketWindowRolling {
+			c.recent = slices.DeleteFunc(c.recent, func(t time.Time) bool { return !now.Before(t.Add(time.Hour)) })
+			if len(c.recent) >= limit {
+				return 45009, "api freq out of limit"
+			}
+			c.recent = append(c.recent, now)
+			return 0, ""
+		}
+		if c.hourly >= limit {
 			return 45009, "api freq out of limit"
 		}
 		c.hourly++

@@ -152,6 +152,26 @@ func TestTicketLimits(t *testing.T) {
 	mustTicket(t, ticketCall(t, s, wechattest.TicketCard, oa))
 }
 
+// TestWeComTicketRollingWindow: under TicketWindowRolling WeCom's hourly
+// limit counts the calls of the last 60 minutes, so the turn of the clock
+// hour frees nothing; each call frees its place 60 minutes after it.
+func TestWeComTicketRollingWindow(t *testing.T) {
+	s := start(t, wechattest.Config{WeComTicketHourlyPerApp: 2, WeComTicketWindow: wechattest.TicketWindowRolling})
+	s.Clock().Advance(30 * time.Minute) // 10:30 UTC
+	ww := mustToken(t, wecom(t, s, wwID, wwSecret))
+	first := s.Now()
+	mustTicket(t, ticketCall(t, s, wechattest.TicketWeComJSAPI, ww))
+	s.Clock().Advance(20 * time.Minute) // 10:50
+	mustTicket(t, ticketCall(t, s, wechattest.TicketWeComJSAPI, ww))
+	wantCode(t, "the 3rd call within 60 minutes (limit 2)", ticketCall(t, s, wechattest.TicketWeComJSAPI, ww).ErrCode, 45009)
+	s.Clock().Set(first.Truncate(time.Hour).Add(time.Hour)) // 11:00
+	wantCode(t, "the turn of the clock hour frees nothing", ticketCall(t, s, wechattest.TicketWeComJSAPI, ww).ErrCode, 45009)
+	s.Clock().Set(first.Add(time.Hour)) // 11:30
+	ww = mustToken(t, wecom(t, s, wwID, wwSecret))
+	mustTicket(t, ticketCall(t, s, wechattest.TicketWeComJSAPI, ww))
+	wantCode(t, "the place freed by the first call is taken", ticketCall(t, s, wechattest.TicketWeComJSAPI, ww).ErrCode, 45009)
+}
+
 // TestTicketNewEndsOldKeepsOnlyThePrevious: under TicketNewEndsOld only the
 // previous ticket gets the grace; any older one ends at once.
 func TestTicketNewEndsOldKeepsOnlyThePrevious(t *testing.T) {
