@@ -25,8 +25,14 @@ type SimConfig struct {
 	Servers int           // business servers
 	Span    time.Duration // simulated time
 	// MeanInterval is the mean time between two calls of one server
-	// (exponentially distributed, so calls arrive as a Poisson process).
+	// (exponentially distributed, so calls arrive as a Poisson process);
+	// zero: no business calls (a day of page signings only).
 	MeanInterval time.Duration
+	// PageInterval is the mean time between two JS-SDK pages one server
+	// signs (a Poisson process of its own, so that it leaves the business
+	// calls' arrivals as they are); zero: no pages. Only strategies that
+	// keep a jsapi ticket (pageSigner) sign pages.
+	PageInterval time.Duration
 	// CallLatency is the round trip of a business call; WeChat sees the
 	// token halfway. FetchLatency is the round trip of a token call made by
 	// a business server itself (strategies c, d, e). Uniform in [lo, hi].
@@ -40,7 +46,7 @@ type SimConfig struct {
 
 // DaySim is the configuration of the benchmark: 24 hours, 50 servers.
 var DaySim = SimConfig{
-	Servers: 50, Span: 24 * time.Hour, MeanInterval: 2 * time.Minute,
+	Servers: 50, Span: 24 * time.Hour, MeanInterval: 2 * time.Minute, PageInterval: 30 * time.Minute,
 	CallLatency:  [2]time.Duration{50 * time.Millisecond, 400 * time.Millisecond},
 	FetchLatency: [2]time.Duration{100 * time.Millisecond, 800 * time.Millisecond},
 	Sample:       10 * time.Second, Tick: time.Minute, Seed: 20261121,
@@ -72,10 +78,32 @@ type SimResult struct {
 	// QuotaExhausted is when WeChat first answered 45009 (daily quota),
 	// counted from the start; -1 if never.
 	QuotaExhausted time.Duration
+	// The jsapi ticket (strategies that keep one, pageSigner):
+	// TicketCalls is every call on WeChat's ticket paths (the sandbox's
+	// count), TicketsIssued the tickets WeChat issued. Pages is the pages
+	// signed; PagesRejected those whose first signature WeChat would reject
+	// (the ticket it was made with failed the sandbox's CheckTicket at the
+	// moment of signing), by errcode in TicketRejects; PagesFailed those
+	// still without a valid signature after the server's remedy
+	// (RefreshTicket with the rejected ticket, and signing again), among
+	// them PagesUnsigned, those the server could not sign at all (no
+	// ticket to be had).
+	TicketCalls, TicketsIssued                       int
+	Pages, PagesRejected, PagesFailed, PagesUnsigned int
+	TicketRejects                                    map[int]int
+	// TicketGap is the longest stretch, sampled every SimConfig.Sample, in
+	// which the published ticket was not valid at WeChat; -1 when the
+	// strategy keeps no ticket.
+	TicketGap time.Duration
+	// Rotation is the sandbox's answer to a repeated ticket call in the
+	// run (wxtoken's runs).
+	Rotation ticketRotation
 	// Extra holds strategy-specific counts (SSM reads, API requests, ...).
 	Extra map[string]int
 	// Wall is the real time the simulation took.
 	Wall time.Duration
+	// Config is the simulation's configuration.
+	Config SimConfig
 }
 
 // RejectedShare is the share of business calls rejected with a token error.
@@ -102,6 +130,21 @@ type strategy interface {
 	Tick(w *sim)
 }
 
+// pageSigner is a strategy whose business servers also sign JS-SDK pages
+// (wx.config) with the app's jsapi ticket. Its calls take no simulated
+// time (wxtoken's run against the local engines).
+type pageSigner interface {
+	// SignPage has server s sign pageURL and returns the ticket the
+	// signature was made with.
+	SignPage(w *sim, s int, pageURL string) (ticket string, err error)
+	// TicketRejected is server s's remedy when a page's wx.config failed
+	// with a signature made with stale: it returns the ticket to sign
+	// with instead.
+	TicketRejected(w *sim, s int, stale string) (fresh string, err error)
+	// SharedTicket is the ticket published now ("" when none).
+	SharedTicket(w *sim) string
+}
+
 // sim is a discrete-event simulation on the sandbox clock: events run in
 // time order, the clock is set to each event's time, and nothing moves
 // time but the events.
@@ -119,8 +162,9 @@ type sim struct {
 	hc    *http.Client
 	ctx   context.Context
 
-	failingSince []time.Time // per server; zero when its last call succeeded
-	gapStart     time.Time   // zero while the shared token is valid
+	failingSince   []time.Time // per server; zero when its last call succeeded
+	gapStart       time.Time   // zero while the shared token is valid
+	ticketGapStart time.Time   // zero while the published ticket is valid
 }
 
 type event struct {
@@ -171,14 +215,14 @@ func runSim(tb testing.TB, cfg SimConfig, sb *wechattest.Server, appID string, s
 	w := &sim{
 		tb: tb, cfg: cfg, sb: sb, appID: appID, start: sb.Now(), ctx: ctx,
 		lat:          rand.New(rand.NewPCG(cfg.Seed, 2)),
-		res:          SimResult{Strategy: st.Name(), QuotaExhausted: -1, Extra: map[string]int{}},
+		res:          SimResult{Strategy: st.Name(), Config: cfg, QuotaExhausted: -1, TicketGap: -1, TicketRejects: map[int]int{}, Extra: map[string]int{}},
 		hc:           &http.Client{Timeout: 30 * time.Second},
 		failingSince: make([]time.Time, cfg.Servers),
 	}
 	w.end = w.start.Add(cfg.Span)
 	// The same arrivals for every strategy: a stream of its own.
 	arrivals := rand.New(rand.NewPCG(cfg.Seed, 1))
-	for s := 0; s < cfg.Servers; s++ {
+	for s := 0; s < cfg.Servers && cfg.MeanInterval > 0; s++ {
 		for t := w.start; ; {
 			t = t.Add(time.Duration(arrivals.ExpFloat64() * float64(cfg.MeanInterval)))
 			if !t.Before(w.end) {
@@ -187,12 +231,29 @@ func runSim(tb testing.TB, cfg SimConfig, sb *wechattest.Server, appID string, s
 			w.at(t, func() { w.call(st, s) })
 		}
 	}
+	ps, signs := st.(pageSigner)
+	if signs {
+		w.res.TicketGap = 0
+		pages := rand.New(rand.NewPCG(cfg.Seed, 3))
+		for s := 0; s < cfg.Servers && cfg.PageInterval > 0; s++ {
+			for t := w.start; ; {
+				t = t.Add(time.Duration(pages.ExpFloat64() * float64(cfg.PageInterval)))
+				if !t.Before(w.end) {
+					break
+				}
+				w.at(t, func() { w.page(ps, s) })
+			}
+		}
+	}
 	for t := w.start; t.Before(w.end); t = t.Add(cfg.Tick) {
 		w.at(t, func() { st.Tick(w) })
 	}
 	shared := true
 	for t := w.start.Add(time.Second); t.Before(w.end); t = t.Add(cfg.Sample) {
 		w.at(t, func() {
+			if signs {
+				w.sampleTicket(ps.SharedTicket(w))
+			}
 			tok, ok := st.Shared(w)
 			if !ok {
 				shared = false
@@ -214,6 +275,9 @@ func runSim(tb testing.TB, cfg SimConfig, sb *wechattest.Server, appID string, s
 	if !shared {
 		w.res.SharedGap = -1
 	}
+	if signs {
+		w.sampleTicket("")
+	}
 	for _, since := range w.failingSince {
 		if !since.IsZero() {
 			w.res.ServerOutage = max(w.res.ServerOutage, w.end.Sub(since))
@@ -221,6 +285,8 @@ func runSim(tb testing.TB, cfg SimConfig, sb *wechattest.Server, appID string, s
 	}
 	w.res.TokenCalls = sb.TokenCalls(appID)
 	w.res.TokensIssued = sb.TokensIssued(appID)
+	w.res.TicketCalls = sb.TicketCalls(appID)
+	w.res.TicketsIssued = sb.TicketsIssued(appID)
 	w.res.Wall = time.Since(began)
 	return w.res
 }
@@ -236,6 +302,51 @@ func (w *sim) sampleShared(tok string) {
 	case (valid || !now.Before(w.end)) && !w.gapStart.IsZero():
 		w.res.SharedGap = max(w.res.SharedGap, now.Sub(w.gapStart))
 		w.gapStart = time.Time{}
+	}
+}
+
+// sampleTicket records whether the published ticket is valid now; "" at
+// the end closes a gap still open.
+func (w *sim) sampleTicket(tk string) {
+	now := w.now()
+	valid := tk != "" && w.sb.CheckTicket(w.appID, wechattest.TicketJSAPI, tk) == 0
+	switch {
+	case !valid && w.ticketGapStart.IsZero() && now.Before(w.end):
+		w.ticketGapStart = now
+	case (valid || !now.Before(w.end)) && !w.ticketGapStart.IsZero():
+		w.res.TicketGap = max(w.res.TicketGap, now.Sub(w.ticketGapStart))
+		w.ticketGapStart = time.Time{}
+	}
+}
+
+// page is one JS-SDK page server s signs. WeChat's verdict is the
+// sandbox's CheckTicket on the ticket the signature was made with, at the
+// moment of signing. When WeChat would reject it (the page's wx.config
+// fails), the server takes the strategy's remedy and signs the page again,
+// once.
+func (w *sim) page(ps pageSigner, s int) {
+	w.res.Pages++
+	pageURL := fmt.Sprintf("https://shop.example.com/item?id=%d#buy", w.res.Pages)
+	tk, err := ps.SignPage(w, s, pageURL)
+	if err != nil {
+		w.res.PagesUnsigned++
+		w.res.PagesFailed++
+		return
+	}
+	code := w.sb.CheckTicket(w.appID, wechattest.TicketJSAPI, tk)
+	if code == 0 {
+		return
+	}
+	w.res.PagesRejected++
+	w.res.TicketRejects[code]++
+	// An error with a ticket (a 429 carries the current one) still gives
+	// the server a ticket to sign with.
+	if fresh, _ := ps.TicketRejected(w, s, tk); fresh == "" || fresh == tk {
+		w.res.PagesFailed++
+		return
+	}
+	if tk, err = ps.SignPage(w, s, pageURL); err != nil || w.sb.CheckTicket(w.appID, wechattest.TicketJSAPI, tk) != 0 {
+		w.res.PagesFailed++
 	}
 }
 
