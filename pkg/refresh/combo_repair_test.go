@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -39,5 +40,58 @@ func TestRefusedRepairServesTheCommittedToken(t *testing.T) {
 				stale, res.Token == t1, res.Token == t2, res.Refreshed, res.Version)
 		}
 		b.saw(t1, t2)
+	}
+}
+
+// Found by the model check (seeds 20261121878, 20261122171): an app re-pointed
+// to another account gets the new account's token committed while SSM
+// refuses the write, so SSM still holds the former account's token. A
+// caller who claims an older token must not be handed SSM's (the former
+// account's): design.md "Account changes". Likewise for a ticket.
+func TestAccountChangeWithSSMRefusingServesNoFormerToken(t *testing.T) {
+	for _, tk := range []registry.Ticket{"", registry.TicketJSAPI} {
+		name := "token"
+		if tk != "" {
+			name = string(tk)
+		}
+		t.Run(name, func(t *testing.T) {
+			b := newFakeBed(t, wechattest.Config{})
+			spec := appNamed("shop", registry.OfficialAccount, registry.Stable)
+			spec.Tickets = registry.TicketSetOf(registry.TicketJSAPI)
+			a := b.app(spec)
+			get := func(r *refresh.Refresher, stale string) (refresh.Result, error) {
+				if tk == "" {
+					return r.Refresh(ctxT(t), a.Name, stale)
+				}
+				return r.RefreshTicket(ctxT(t), a.Name, tk, stale)
+			}
+			key := registry.Credential{App: a.Name, Ticket: tk}.Key()
+			mustRefreshDue(t, b.refresher("s1"))
+			former, _ := b.published(key)
+			// Re-pointed to account B, with SSM refusing every write.
+			other := appNamed("shop-b", registry.OfficialAccount, registry.Stable)
+			b.sb.AddApp(wechattest.App{AppID: other.AppID, Secret: secretOf(other.Name), Kind: wechattest.OfficialAccount})
+			moved := a
+			moved.AppID = other.AppID
+			b.putItem(moved)
+			b.putSecret(a.Name, secretOf(other.Name))
+			b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
+				if op == tokenstoretest.OpPut {
+					return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
+				}
+				return tokenstoretest.Fault{}
+			})
+			mustRefreshDue(t, b.refresher("s2")) // commits B's, sealed: SSM refused it
+			if pub, _ := b.published(key); pub != former {
+				t.Fatalf("setup: SSM should still hold the former account's %s", name)
+			}
+			for _, stale := range []string{"an-older-value", ""} {
+				res, err := get(b.refresher("api"), stale)
+				b.saw(res.Token)
+				if err == nil && res.Token == former {
+					t.Errorf("claim %q: answered with the former account's %s (fp %s), want account B's", stale, name, fp(former))
+				}
+			}
+		})
 	}
 }

@@ -234,15 +234,16 @@ func (r *Refresher) refresh(ctx context.Context, app string, ticket registry.Tic
 		return Result{}, err
 	}
 	now := r.now()
-	if res, ok := r.answered(ctx, a, q, st, cur, now); ok {
-		return res, nil
-	}
 	if st.HasToken() && sameAccount(a, st) && cur.ExpiresAt.IsZero() {
 		// SSM does not hold the committed token (a sealed one waits for
 		// its publish, or a write came out of order): the holder repairs
-		// that and may answer without calling WeChat, so no refusal is
-		// decided from SSM's token.
+		// that and may answer without calling WeChat. SSM's value is
+		// neither served (it may be superseded, or the former account's
+		// after a re-point) nor the ground of a refusal.
 		return r.run(ctx, c, q)
+	}
+	if res, ok := r.answered(ctx, a, q, st, cur, now); ok {
+		return res, nil
 	}
 	if e := r.refused(ctx, a, q, st, cur, now); e != nil {
 		return Result{}, e
