@@ -3,7 +3,9 @@ package refresh
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 )
 
@@ -65,26 +67,24 @@ func (r *Refresher) credential(ctx context.Context, app string, ticket registry.
 	return cred{app: a, ticket: ticket}, nil
 }
 
-// ticketConflict returns the *registry.InvalidError of a ticket WeChat
-// issues to the account when another registration of the account keeps it
-// (registry.TicketConflicts over the registrations the sweep keeps, as the
-// scheduled run decides): two fetchers of one ticket could end each other's.
-// It lists the registrations, so only a holder about to call WeChat for a
-// caller asks it (fetchTicket): never the scheduled run, whose sweep
-// decided the same from its own listing, a caller answered from the state,
-// or a waiter; and the conflict's pause (invalid_registration) refuses the
-// callers after it from the state.
-func (r *Refresher) ticketConflict(ctx context.Context, c cred, k kind) error {
-	if k == scheduled || c.ticket == "" || !registry.SharedTicket(c.app.Kind, c.ticket) {
-		return nil
+// markConflict records on the state of a ticket WeChat issues to the
+// account, which another registration of the account keeps
+// (registry.TicketConflicts, err), the failure invalid_registration with its
+// pause, so that callers of the API are refused from the state without a
+// WeChat call: the API function cannot list the registrations (it has no
+// Scan), the sweep can. It writes only when the state does not already
+// hold that pause, and never over another holder's lease.
+func (r *Refresher) markConflict(ctx context.Context, c cred, st lease.State, err error, now time.Time) {
+	a := c.rules()
+	if st.LastErrorClass == string(ClassInvalid) && st.BlockedUntil.After(now) {
+		return
 	}
-	apps, _, err := r.Apps.List(ctx)
-	if err != nil {
-		return fmt.Errorf("list the apps: %w", err)
+	owner := r.acquisition()
+	if _, aerr := r.Leases.Acquire(ctx, a.Name, owner, now, now.Add(r.leaseDuration())); aerr != nil {
+		return // leased or unavailable: the next run tries again
 	}
-	apps, _ = registry.Duplicates(apps)
-	if err := registry.TicketConflicts(apps)[registry.Credential{App: c.app.Name, Ticket: c.ticket}]; err != nil {
-		return err
+	f := failureFields(r.policy(), a, scheduled, err, now, 0)
+	if rerr := r.Leases.Release(ctx, a.Name, owner, now, f); rerr != nil {
+		r.logger().WarnContext(ctx, "could not record the ticket's conflict", "app", a.Name, "error", rerr.Error())
 	}
-	return nil
 }

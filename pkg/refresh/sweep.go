@@ -135,6 +135,7 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 		}
 		for _, c := range credsOf(app) {
 			if err, ok := conflicts[registry.Credential{App: app.Name, Ticket: c.ticket}]; ok {
+				r.markConflict(ctx, c, byApp[c.key()], err, now)
 				rep.Outcomes = append(rep.Outcomes, c.outcome(StatusInvalid, err))
 				continue
 			}

@@ -16,20 +16,9 @@ import (
 // which WeChat checks before anything is rotated), and the ticket is asked
 // for once more with the token that answers; a second refusal is this
 // attempt's failure, never a loop. Only ticket calls count against the
-// ticket's budget; an attempt without a token makes none (noToken), nor
-// one for a ticket another registration of the account keeps
-// (ticketConflict).
+// ticket's budget; an attempt without a token makes none (noToken).
 func (t *txn) fetchTicket() (wechat.Token, error) {
 	r, app := t.r, t.c.app.Name
-	if err := r.ticketConflict(t.work, t.c, t.q.kind); err != nil {
-		// Recorded on the ticket's state with a pause (apps list shows
-		// the class; apps unblock ends it once fixed); no WeChat call is
-		// made or counted.
-		t.failed(err, 0)
-		logFailure(t.ctx, t.log, err)
-		r.observe(t.ctx, failureEvent(t.a, t.q, err, t.callsMade()))
-		return wechat.Token{}, fmt.Errorf("refresh: %s: %w", t.a.Name, err)
-	}
 	tok, err := r.Refresh(t.work, app, "")
 	if err != nil {
 		return wechat.Token{}, t.noToken(err)
