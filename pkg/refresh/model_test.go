@@ -5,8 +5,11 @@ package refresh_test
 // (model_world_test.go), through seeded random scenarios of schedule runs,
 // claims, forced refreshes, WeChat answers, AWS failures and operator
 // actions, and checks the invariants after every simulated minute (and every
-// 10 s sample where cheap). A failure prints the seed and the shortest step
-// list found that still breaks the same invariant.
+// 10 s sample where cheap). Some apps keep tickets, under one of the
+// sandbox's ticket rotations per scenario, with ticket claims and faults of
+// the ticket paths of their own (model_ticket_test.go). A failure prints the
+// seed and the shortest step list found that still breaks the same
+// invariant.
 //
 //	WXTOKEN_MODEL_SEED=<n>   replay one seed
 //	WXTOKEN_MODEL_SEEDS=<n>  how many seeds to run (consecutive from modelSeedBase)
@@ -37,34 +40,42 @@ const (
 	modelSeedBase     = 20261121000
 	modelDefaultSeeds = 80
 	modelMaxReplays   = 200
+	// modelWorkers scenarios run at once: a world spends most of its time
+	// waiting (timeouts, backoff, polling), not computing.
+	modelWorkers = 3
 )
 
 // modelAppSpec is one app of a scenario.
 type modelAppSpec struct {
-	Name   string
-	Kind   registry.Kind
-	Mode   registry.Mode
-	Budget int // 0: the registry's default
+	Name    string
+	Kind    registry.Kind
+	Mode    registry.Mode
+	Budget  int // 0: the registry's default
+	Tickets registry.TicketSet
 }
 
 type modelActKind int
 
 const (
-	actFault      modelActKind = iota // N: modelFaultKind, K: steps
-	actCommitOnce                     // DynamoDB throttles the app's next Commit
-	actRogue                          // a second fetcher with the app's secret
-	actForce                          // the operator forces a refresh
-	actClearQuota                     // the operator clears the quota (N=1: then forces a refresh)
-	actSecret                         // N=0: the correct secret again (new version); N=1: a wrong one
-	actWhitelist                      // N=0: WeChat's IP whitelist excludes us; N=1: fixed
-	actAppID                          // the app now names a new WeChat account
-	actRemove                         // N=0: deregistered; N=1: registered again
-	actBurst                          // K callers; N: 0 false claims, 1 true claims, 2 ensure
+	actFault        modelActKind = iota // N: modelFaultKind, K: steps, V: variant (a ticket fault: V picks the ticket)
+	actCommitOnce                       // DynamoDB throttles the app's next Commit
+	actRogue                            // a second fetcher with the app's secret
+	actForce                            // the operator forces a refresh
+	actClearQuota                       // the operator clears the quota (N=1: then forces a refresh)
+	actSecret                           // N=0: the correct secret again (new version); N=1: a wrong one
+	actWhitelist                        // N=0: WeChat's IP whitelist excludes us; N=1: fixed
+	actAppID                            // the app now names a new WeChat account
+	actRemove                           // N=0: deregistered; N=1: registered again
+	actBurst                            // K callers; N: 0 false claims, 1 true claims, 2 ensure
+	actTicketBurst                      // K callers of the ticket V picks; N: 0 claims, 1 claims after the token is revoked, 2 ensure
+	actRevoke                           // WeChat ends the app's tokens behind the refresher's back
+	actTicketToggle                     // the ticket V picks: N=0 taken out of the registration; N=1 put back
+	actMode                             // the operator switches the app's token API (stable <-> classic)
 	actKinds
 )
 
 var modelActNames = [actKinds]string{"fault", "commit throttled", "rogue fetch", "force refresh", "clear quota", "secret",
-	"whitelist", "appid changed", "removed/re-registered", "consumer burst"}
+	"whitelist", "appid changed", "removed/re-registered", "consumer burst", "ticket burst", "token revoked", "ticket taken out/put back", "mode switched"}
 
 // modelAction is one thing that happens in a step.
 type modelAction struct {
@@ -81,6 +92,10 @@ func (a modelAction) label() string {
 		return "fault: " + modelFaultKind(a.N).String()
 	case actBurst:
 		return "burst: " + [...]string{"false claims", "true claims", "ensure"}[a.N]
+	case actTicketBurst:
+		return "ticket burst: " + [...]string{"claims", "claims, token revoked", "ensure"}[a.N]
+	case actTicketToggle:
+		return [...]string{"ticket taken out", "ticket put back"}[a.N]
 	case actSecret:
 		return [...]string{"secret: same again", "secret: wrong"}[a.N]
 	case actWhitelist:
@@ -95,11 +110,24 @@ func (a modelAction) label() string {
 
 func (a modelAction) describe(sc *modelScenario) string {
 	app := sc.Apps[a.App].Name
+	ticket := func() string { // the ticket V picks, for ticket actions
+		if ts := sc.Apps[a.App].Tickets.List(); len(ts) > 0 {
+			return string(ts[a.V%uint64(len(ts))])
+		}
+		return "(no ticket)"
+	}
 	switch a.Kind {
 	case actFault:
+		if modelFaultKind(a.N).ticket() {
+			return fmt.Sprintf("%s: %s ticket path: %s for %d step(s)", app, ticket(), modelFaultKind(a.N).String()[len("ticket: "):], a.K)
+		}
 		return fmt.Sprintf("%s: %s for %d step(s)", app, modelFaultKind(a.N), a.K)
 	case actBurst:
 		return fmt.Sprintf("%s: %d caller(s), %s", app, a.K, a.label()[len("burst: "):])
+	case actTicketBurst:
+		return fmt.Sprintf("%s: %s ticket: %d caller(s), %s", app, ticket(), a.K, a.label()[len("ticket burst: "):])
+	case actTicketToggle:
+		return fmt.Sprintf("%s: %s %s", app, ticket(), a.label())
 	}
 	return app + ": " + a.label()
 }
@@ -110,6 +138,19 @@ type modelScenario struct {
 	Seed  uint64
 	Apps  []modelAppSpec
 	Steps []modelStep
+	// Rotation is what the sandbox does on a repeated ticket call, and
+	// Grace how long TicketNewEndsOld keeps the previous ticket.
+	Rotation wechattest.TicketRotation
+	Grace    time.Duration
+}
+
+// setup names the scenario's ticket set-up, for the report.
+func (sc *modelScenario) setup() string {
+	r := "tickets: " + sc.Rotation.String()
+	if sc.Rotation == wechattest.TicketNewEndsOld {
+		r += fmt.Sprintf(", grace %v", sc.Grace)
+	}
+	return r
 }
 
 func (sc *modelScenario) String() string {
@@ -119,8 +160,13 @@ func (sc *modelScenario) String() string {
 		if a.Budget > 0 {
 			budget = fmt.Sprintf("budget %d", a.Budget)
 		}
-		fmt.Fprintf(&b, "  app %s: %s, %s, %s\n", a.Name, a.Kind, a.Mode, budget)
+		tickets := ""
+		if a.Tickets != 0 {
+			tickets = ", tickets " + a.Tickets.String()
+		}
+		fmt.Fprintf(&b, "  app %s: %s, %s, %s%s\n", a.Name, a.Kind, a.Mode, budget, tickets)
 	}
+	fmt.Fprintf(&b, "  WeChat %s\n", sc.setup())
 	empty := -1
 	flush := func(end int) {
 		if empty >= 0 {
@@ -177,8 +223,32 @@ func genModelScenario(seed uint64) *modelScenario {
 		}
 		sc.Apps = append(sc.Apps, spec)
 	}
+	// Tickets draw from a stream of their own, so that a seed's token
+	// scenario is the one it was before tickets.
+	trng := rand.New(rand.NewPCG(seed^0x7469636b657473, seed+0x5bd1e995))
+	tp := func(x float64) bool { return trng.Float64() < x }
+	sc.Rotation = wechattest.TicketRotation(trng.IntN(3))
+	if sc.Rotation == wechattest.TicketNewEndsOld && tp(0.5) {
+		sc.Grace = []time.Duration{30 * time.Second, 2 * time.Minute, 5 * time.Minute}[trng.IntN(3)]
+	}
+	var withTickets []int
+	for i := range sc.Apps {
+		kinds := registry.TicketsOf(sc.Apps[i].Kind) // jsapi first, then wx_card or agent_config
+		if len(kinds) == 0 {
+			continue
+		}
+		if tp(0.65) {
+			sc.Apps[i].Tickets = registry.TicketSetOf(kinds[0])
+		}
+		if tp(0.35) {
+			sc.Apps[i].Tickets |= registry.TicketSetOf(kinds[1])
+		}
+		if sc.Apps[i].Tickets != 0 {
+			withTickets = append(withTickets, i)
+		}
+	}
 	n := 60 + rng.IntN(121)
-	later := map[int][]modelAction{}
+	later, tlater := map[int][]modelAction{}, map[int][]modelAction{}
 	slowAt := -1
 	if p(0.5) {
 		slowAt = 1 + rng.IntN(n/2)
@@ -266,10 +336,56 @@ func genModelScenario(seed uint64) *modelScenario {
 				add(modelAction{Kind: actBurst, App: app(), N: kind, K: 1 + rng.IntN(8), V: rng.Uint64()})
 			}
 		}
+		if s > 0 {
+			genTicketActions(trng, s, nApps, withTickets, tlater, add)
+		}
 		st = append(st, later[s]...)
+		st = append(st, tlater[s]...)
 		sc.Steps = append(sc.Steps, st)
 	}
 	return sc
+}
+
+// genTicketActions adds step s's ticket actions (and the token revocations
+// the tickets must survive), drawn from rng; tlater holds actions of later
+// steps.
+func genTicketActions(rng *rand.Rand, s, nApps int, withTickets []int, tlater map[int][]modelAction, add func(modelAction)) {
+	p := func(x float64) bool { return rng.Float64() < x }
+	if p(0.01) {
+		add(modelAction{Kind: actRevoke, App: rng.IntN(nApps)})
+	}
+	if p(0.006) {
+		add(modelAction{Kind: actMode, App: rng.IntN(nApps)})
+	}
+	if len(withTickets) == 0 {
+		return
+	}
+	app := func() int { return withTickets[rng.IntN(len(withTickets))] }
+	if p(0.03) {
+		i, k := app(), 1+rng.IntN(6)
+		kind := mfTicketFirst + modelFaultKind(rng.IntN(int(mfKinds-mfTicketFirst)))
+		add(modelAction{Kind: actFault, App: i, N: int(kind), K: k, V: rng.Uint64()})
+		if kind == mfTicket45009 && p(0.5) { // the operator writes the secret again
+			at := s + k + 1 + rng.IntN(5)
+			tlater[at] = append(tlater[at], modelAction{Kind: actSecret, App: i})
+		}
+	}
+	if p(0.006) {
+		i, v := app(), rng.Uint64()
+		add(modelAction{Kind: actTicketToggle, App: i, V: v})
+		at := s + 1 + rng.IntN(8)
+		tlater[at] = append(tlater[at], modelAction{Kind: actTicketToggle, App: i, N: 1, V: v})
+	}
+	if p(0.10) {
+		kind := 0
+		switch r := rng.Float64(); {
+		case r < 0.25:
+			kind = 1
+		case r < 0.5:
+			kind = 2
+		}
+		add(modelAction{Kind: actTicketBurst, App: app(), N: kind, K: 1 + rng.IntN(8), V: rng.Uint64()})
+	}
 }
 
 // modelViolation is a broken invariant.
@@ -290,11 +406,12 @@ type modelStats struct {
 	steps      int
 	actions    map[string]int
 	checks     map[string]int
+	setups     map[string]int // scenarios by ticket rotation, apps by ticket kept
 	violations int
 }
 
 func newModelStats() *modelStats {
-	return &modelStats{actions: map[string]int{}, checks: map[string]int{}}
+	return &modelStats{actions: map[string]int{}, checks: map[string]int{}, setups: map[string]int{}}
 }
 
 func (s *modelStats) check(inv string) {
@@ -324,6 +441,12 @@ const (
 	invClaims       = "claims"
 	invLeak         = "no token or secret in logs"
 	invInternal     = "model"
+	// Tickets (model_ticket_test.go).
+	invTicketOrder        = "ticket: never backwards, never garbage"
+	invTicketAvailability = "ticket: availability"
+	invTicketPause        = "ticket: no pause outlives its cause"
+	invTicketCalls        = "ticket: no loop, bounded calls"
+	invTicketLeak         = "ticket: no ticket in logs or answers"
 )
 
 // playModel plays sc in a fresh world and returns the first violation.
@@ -356,6 +479,12 @@ func playModel(sc *modelScenario, stats *modelStats) *modelViolation {
 	if stats != nil {
 		stats.mu.Lock()
 		stats.scenarios++
+		stats.setups[sc.setup()]++
+		for _, a := range sc.Apps {
+			for _, t := range a.Tickets.List() {
+				stats.setups["apps keeping a ticket: "+string(a.Kind)+" "+string(t)]++
+			}
+		}
 		stats.mu.Unlock()
 	}
 	return nil
@@ -365,13 +494,20 @@ func playModel(sc *modelScenario, stats *modelStats) *modelViolation {
 // run, then at 10 s samples up to the next minute.
 func (w *modelWorld) run(s int) *modelViolation {
 	// "A new secret ends a pause": apps whose correct secret was written
-	// in this step with no WeChat call for them since.
+	// in this step with no WeChat call for them since, and their tickets
+	// when no ticket call was made either.
 	fresh := map[string]bool{}
 	for _, a := range w.apps {
 		if a.registered && a.secretAt == s && w.sb.TokenCalls(a.appid) == a.secretCalls {
 			fresh[a.spec.Name] = true
+			if w.sb.TicketCalls(a.appid) == a.secretTickets {
+				for _, tk := range a.tickets {
+					fresh[tk.key] = true
+				}
+			}
 		}
 	}
+	ticketCalls := w.ticketCallsNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	rep, err := w.sched.RefreshDue(ctx)
 	cancel()
@@ -382,16 +518,26 @@ func (w *modelWorld) run(s int) *modelViolation {
 		if !fresh[o.App] {
 			continue
 		}
-		w.stats.check(invPause)
-		if o.Status == refresh.StatusBlocked {
-			return &modelViolation{invPause, s, fmt.Sprintf("%s: the run right after a new secret was written reports the app blocked (%v)", o.App, o.Err)}
+		inv := invPause
+		if o.Ticket != "" {
+			inv = invTicketPause
 		}
+		w.stats.check(inv)
+		if o.Status == refresh.StatusBlocked {
+			return &modelViolation{inv, s, fmt.Sprintf("%s: the run right after a new secret was written reports it blocked (%v)", o.App, o.Err)}
+		}
+	}
+	if v := w.checkTicketRun(s, ticketCalls); v != nil {
+		return v
 	}
 	if v := w.checkPauses(s); v != nil {
 		return v
 	}
 	for k := 0; k < 6; k++ {
 		if v := w.checkPublished(s, k*10); v != nil {
+			return v
+		}
+		if v := w.checkTickets(s, k*10); v != nil {
 			return v
 		}
 		w.sb.Clock().Advance(10 * time.Second)
@@ -414,13 +560,19 @@ func (w *modelWorld) checkPauses(s int) *modelViolation {
 		if err != nil {
 			return &modelViolation{invInternal, s, fmt.Sprintf("%s: Status: %v", a.spec.Name, err)}
 		}
-		if st.Generation == 0 || st.LastError != "" || !st.LastErrorAt.IsZero() {
-			continue
-		}
-		w.stats.check(invPause)
-		if !st.BlockedUntil.IsZero() || !st.ForceBlockedUntil.IsZero() {
-			return &modelViolation{invPause, s, fmt.Sprintf("%s: generation %d committed and no failure since, yet blocked_until %v, force_blocked_until %v",
-				a.spec.Name, st.Generation, st.BlockedUntil.Format(time.TimeOnly), st.ForceBlockedUntil.Format(time.TimeOnly))}
+		for j, cs := range append([]refresh.Status{st}, st.Tickets...) {
+			if cs.Generation == 0 || cs.LastError != "" || !cs.LastErrorAt.IsZero() {
+				continue
+			}
+			inv, name := invPause, a.spec.Name
+			if j > 0 {
+				inv, name = invTicketPause, registry.Credential{App: a.spec.Name, Ticket: cs.Ticket}.Key()
+			}
+			w.stats.check(inv)
+			if !cs.BlockedUntil.IsZero() || !cs.ForceBlockedUntil.IsZero() {
+				return &modelViolation{inv, s, fmt.Sprintf("%s: generation %d committed and no failure since, yet blocked_until %v, force_blocked_until %v",
+					name, cs.Generation, cs.BlockedUntil.Format(time.TimeOnly), cs.ForceBlockedUntil.Format(time.TimeOnly))}
+			}
 		}
 	}
 	return nil
@@ -446,8 +598,10 @@ func (w *modelWorld) checkPublished(s, sec int) *modelViolation {
 			switch {
 			case !ok:
 				return &modelViolation{invOrder, s, fmt.Sprintf("%s (+%ds): SSM holds a value WeChat never issued (fp %s)", a.spec.Name, sec, wechat.Fingerprint(pub))}
-			case is.seq < a.lastPubSeq:
+			case is.seq < a.lastPubSeq && is.seq != a.backSeq:
 				return &modelViolation{invOrder, s, fmt.Sprintf("%s (+%ds): SSM went back from the token issued #%d to the older #%d (fp %s)", a.spec.Name, sec, a.lastPubSeq, is.seq, wechat.Fingerprint(pub))}
+			case is.seq == a.backSeq:
+				a.lastPubSeq, a.backSeq = is.seq, 0 // the order restarts from it
 			}
 			if is.seq > a.lastPubSeq {
 				a.lastPubSeq = is.seq
@@ -517,7 +671,7 @@ func (w *modelWorld) checkLogs(s int) *modelViolation {
 			return &modelViolation{invLeak, s, "a token appears in the logs (fp " + wechat.Fingerprint(tok) + ")"}
 		}
 	}
-	return nil
+	return w.checkTicketLogs(s, logs)
 }
 
 // do performs one action.
@@ -552,6 +706,7 @@ func (w *modelWorld) do(s int, act modelAction) *modelViolation {
 		}
 		w.putSecret(a, a.secret)
 		w.resolved(i, s)
+		w.ticketSecretWritten(i, s)
 	case actWhitelist:
 		allowed := []string(nil)
 		if act.N == 0 {
@@ -570,6 +725,7 @@ func (w *modelWorld) do(s int, act modelAction) *modelViolation {
 		}
 		a.whitelisted, a.wrongSecret, a.quotaPending, a.configUntil, a.killSeq = false, false, false, -1, 0
 		a.healthyFrom = max(a.healthyFrom, s)
+		w.ticketSecretWritten(i, s) // the new account's secret ends the tickets' pauses
 	case actRemove:
 		if act.N == 0 {
 			w.reg.Remove(a.spec.Name)
@@ -581,6 +737,51 @@ func (w *modelWorld) do(s int, act modelAction) *modelViolation {
 		}
 	case actBurst:
 		return w.burst(ctx, s, act)
+	case actTicketBurst:
+		return w.ticketBurst(ctx, s, act)
+	case actRevoke:
+		w.sb.Revoke(a.appid)
+		a.killSeq = w.lastSeq()
+	case actMode:
+		// The published token stays valid (WeChat's two token APIs do not
+		// end each other's tokens); the next run refreshes it with the new
+		// API (mode_changed). Faults already injected on the former path
+		// stay causes until they end (the premise excludes more, never less).
+		a.backSeq = 0
+		switch a.spec.Mode {
+		case registry.Stable:
+			a.spec.Mode = registry.Classic
+		case registry.Classic:
+			a.spec.Mode = registry.Stable
+			// stable_token's normal mode answers its current token while
+			// it lives, which may have been issued before the classic
+			// token published since: going back to it is no older token
+			// replacing a newer one (backSeq). Found by seeds 20261121021
+			// (stable, classic, stable again) and 20261121941 (the same,
+			// the first stable commit throttled).
+			if cur, exp := w.sb.Current(a.appid, wechattest.Stable); w.sb.Now().Before(exp) && w.sb.Check(cur) == 0 {
+				if is, ok := w.issue(cur); ok {
+					a.backSeq = is.seq
+				}
+			}
+		}
+		if a.registered {
+			w.reg.Put(w.registration(a))
+		}
+	case actTicketToggle:
+		if len(a.tickets) == 0 {
+			break
+		}
+		tk := a.tickets[act.V%uint64(len(a.tickets))]
+		if act.N == 0 {
+			a.ticketsOn &^= registry.TicketSetOf(tk.t)
+		} else if !a.ticketsOn.Has(tk.t) {
+			a.ticketsOn |= registry.TicketSetOf(tk.t)
+			tk.healthyFrom = max(tk.healthyFrom, s)
+		}
+		if a.registered {
+			w.reg.Put(w.registration(a))
+		}
 	}
 	return nil
 }
@@ -659,6 +860,15 @@ func (w *modelWorld) burst(ctx context.Context, s int, act modelAction) *modelVi
 		}
 		if errs[g] != nil && !a.registered && !errors.Is(errs[g], refresh.ErrUnknownApp) {
 			return &modelViolation{invInternal, s, fmt.Sprintf("%s: a removed app answered %v, want ErrUnknownApp", name, errs[g])}
+		}
+		if tok := results[g].Token; errs[g] == nil && tok != "" {
+			// "No caller is served the old account's token" (design,
+			// Account changes).
+			w.stats.check(invOrder)
+			if is, ok := w.issue(tok); !ok || is.appid != a.appid {
+				return &modelViolation{invOrder, s, fmt.Sprintf("%s: a caller was handed a token that is not one WeChat issued for account %s (fp %s, issued for %q)",
+					name, a.appid, wechat.Fingerprint(tok), is.appid)}
+			}
 		}
 	}
 	if !a.registered || appErr != nil {
@@ -780,7 +990,7 @@ func TestModel(t *testing.T) {
 	var failures []failure
 	next := make(chan uint64)
 	var wg sync.WaitGroup
-	for range 2 {
+	for range modelWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -829,7 +1039,8 @@ func modelReport(s *modelStats, seeds []uint64, elapsed time.Duration) string {
 	b.WriteString("## Model check\n\n")
 	fmt.Fprintf(&b, "`TestModel` (pkg/refresh/model_test.go) drove the real refresher on the in-memory fakes and the WeChat sandbox through "+
 		"%d seeded random scenarios (seeds %d..%d), one scheduled refresher and two API instances, 2-4 apps each, "+
-		"and checked docs/design.md's invariants after every simulated minute and at 10 s samples. It took %s.\n\n",
+		"some keeping tickets under one of the sandbox's ticket rotations per scenario, "+
+		"and checked docs/design.md's invariants, the tickets' included, after every simulated minute and at 10 s samples. It took %s.\n\n",
 		len(seeds), seeds[0], seeds[len(seeds)-1], elapsed.Round(time.Second))
 	b.WriteString("| scenarios passed | simulated minutes | actions | invariant checks | violations |\n| ---: | ---: | ---: | ---: | ---: |\n")
 	sum := func(m map[string]int) int {
@@ -852,6 +1063,7 @@ func modelReport(s *modelStats, seeds []uint64, elapsed time.Duration) string {
 		}
 		b.WriteString("\n")
 	}
+	table("scenario set-up", s.setups)
 	table("action", s.actions)
 	table("invariant checked", s.checks)
 	return b.String()

@@ -65,6 +65,7 @@ type modelFault struct {
 	app   int
 	appid string // the account it was injected for (WeChat faults)
 	until int    // the last step it is active
+	path  string // the ticket path (ticket faults)
 	sb    *wechattest.Fault
 }
 
@@ -85,14 +86,32 @@ const (
 	mfPutLost
 	mfStoreGet
 	mfLeaseGet
-	mfWeChatKinds = mfCheck // kinds below this one are credential-path WeChat faults
+	// WeChat faults on one ticket path of the app (modelFault.path); its
+	// token path is untouched (model_ticket_test.go).
+	mfTicketMinusOne
+	mfTicketHTTP5xx
+	mfTicketDrop
+	mfTicketLost
+	mfTicketGarbage
+	mfTicketSlow
+	mfTicket45009
+	mfTicket40001 // the ticket call answers 40001 though the token is valid
+	mfKinds
+
+	mfWeChatKinds = mfCheck          // kinds below this one are credential-path WeChat faults
+	mfTicketFirst = mfTicketMinusOne // kinds from this one on are ticket-path faults
 )
 
-var modelFaultNames = [...]string{"errcode -1", "HTTP 503", "dropped connection", "answer lost after issue", "45011", "45009",
+var modelFaultNames = [mfKinds]string{"errcode -1", "HTTP 503", "dropped connection", "answer lost after issue", "45011", "45009",
 	"40164 (injected)", "garbage answer", "slow WeChat", "token check fails", "SSM Put throttled", "SSM Put answer lost",
-	"SSM Get throttled", "DynamoDB Get throttled"}
+	"SSM Get throttled", "DynamoDB Get throttled",
+	"ticket: errcode -1", "ticket: HTTP 503", "ticket: dropped connection", "ticket: answer lost after issue",
+	"ticket: garbage answer", "ticket: slow WeChat", "ticket: 45009", "ticket: 40001 (injected, token valid)"}
 
 func (k modelFaultKind) String() string { return modelFaultNames[k] }
+
+// ticket reports whether k is a fault of a ticket path.
+func (k modelFaultKind) ticket() bool { return k >= mfTicketFirst }
 
 // modelApp is the model's account of one app.
 type modelApp struct {
@@ -109,10 +128,18 @@ type modelApp struct {
 	killSeq      int  // a token issued up to this seq was killed behind the refresher's back
 	healthyFrom  int  // the step the last cause ended
 	lastPubSeq   int
+	backSeq      int // after a switch to stable mode: the stable token it may go back to
 	// secretAt is the step of the last correct secret write and callsAt
 	// the app's token calls then (for "a new secret ends a pause").
 	secretAt, secretCalls int
 	pubs                  []string // tokens once published, for stale claims
+	// Tickets (model_ticket_test.go): the scenario's, each registered
+	// while ticketsOn has it; appids are every account the app named, and
+	// secretTickets the ticket calls at the last correct secret write.
+	tickets       []*modelTicket
+	ticketsOn     registry.TicketSet
+	appids        []string
+	secretTickets int
 }
 
 // modelWorld is one scenario's world.
@@ -135,6 +162,13 @@ type modelWorld struct {
 	lost   map[string]bool // appid -> answers are lost after issue
 	storeF map[string]*modelStoreFault
 	leaseF map[string]*modelLeaseFault
+	// Tickets the front saw WeChat answer (by ticket, in issue order),
+	// ticket answers to lose (by appid and path), and ticket calls that
+	// reached the front (by appid and sandbox ticket type).
+	tseq       int
+	tissued    map[string]modelTicketIssue
+	lostTicket map[string]bool
+	tcalls     map[string]int
 
 	apps    []*modelApp
 	faults  []modelFault
@@ -145,7 +179,8 @@ type modelWorld struct {
 func newModelWorld(sc *modelScenario, stats *modelStats) *modelWorld {
 	w := &modelWorld{
 		sc: sc, stats: stats,
-		sb:     wechattest.New(wechattest.Config{Clock: wechattest.NewClock(modelT0, 0)}),
+		sb: wechattest.New(wechattest.Config{Clock: wechattest.NewClock(modelT0, 0),
+			TicketRotation: sc.Rotation, TicketGrace: sc.Grace}),
 		reg:    registrytest.New(),
 		store:  tokenstoretest.New("/wechat"),
 		leases: leasetest.New(),
@@ -154,6 +189,10 @@ func newModelWorld(sc *modelScenario, stats *modelStats) *modelWorld {
 		lost:   map[string]bool{},
 		storeF: map[string]*modelStoreFault{},
 		leaseF: map[string]*modelLeaseFault{},
+
+		tissued:    map[string]modelTicketIssue{},
+		lostTicket: map[string]bool{},
+		tcalls:     map[string]int{},
 	}
 	w.srv = httptest.NewServer(http.HandlerFunc(w.front))
 	w.store.SetFault(w.storeFault)
@@ -174,7 +213,10 @@ func newModelWorld(sc *modelScenario, stats *modelStats) *modelWorld {
 	w.sched.Concurrency, w.sched.AttemptTimeout = 2, modelAttemptTimeout
 	w.apis = [2]*refresh.Refresher{mk("api-1"), mk("api-2")}
 	for i, spec := range sc.Apps {
-		a := &modelApp{spec: spec, configUntil: -1, registered: true}
+		a := &modelApp{spec: spec, configUntil: -1, registered: true, ticketsOn: spec.Tickets}
+		for _, t := range spec.Tickets.List() {
+			a.tickets = append(a.tickets, newModelTicket(spec, t))
+		}
 		w.apps = append(w.apps, a)
 		w.newAccount(i, 0)
 		w.reg.Put(w.registration(a))
@@ -195,6 +237,7 @@ func (w *modelWorld) newAccount(i int, salt uint64) {
 	a.appid = fmt.Sprintf("%s%012x%04d", prefix, modelHash(a.spec.Name)&0xffffffffffff, a.accounts)
 	a.secret = fmt.Sprintf("model-secret-%s-%d-%016x", a.spec.Name, a.accounts, salt^modelHash(a.spec.Name))
 	a.accounts++
+	a.appids = append(a.appids, a.appid)
 	w.sb.AddApp(wechattest.App{AppID: a.appid, Secret: a.secret, Kind: wechattest.Kind(a.spec.Kind)})
 	w.putSecret(a, a.secret)
 }
@@ -204,11 +247,12 @@ func (w *modelWorld) putSecret(a *modelApp, secret string) {
 	w.store.PutSecret(a.spec.Name, secret)
 	if secret == a.secret {
 		a.secretAt, a.secretCalls = w.step, w.sb.TokenCalls(a.appid)
+		a.secretTickets = w.sb.TicketCalls(a.appid)
 	}
 }
 
 func (w *modelWorld) registration(a *modelApp) registry.App {
-	return registry.App{Name: a.spec.Name, AppID: a.appid, Kind: a.spec.Kind, Mode: a.spec.Mode, DailyBudget: a.spec.Budget}
+	return registry.App{Name: a.spec.Name, AppID: a.appid, Kind: a.spec.Kind, Mode: a.spec.Mode, DailyBudget: a.spec.Budget, Tickets: a.ticketsOn}
 }
 
 func modelHash(s string) uint64 {
@@ -239,6 +283,7 @@ func (w *modelWorld) front(rw http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &b)
 		appid = b.AppID
 	}
+	tk := w.ticketCall(r)
 	rec := httptest.NewRecorder()
 	w.sb.ServeHTTP(rec, r) // a sandbox Drop panics with http.ErrAbortHandler: the connection closes
 	var ans struct {
@@ -262,6 +307,15 @@ func (w *modelWorld) front(rw http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+	if w.ticketAnswer(tk, rec.Body.Bytes()) {
+		if hj, ok := rw.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
 	for k, v := range rec.Header() {
 		rw.Header()[k] = v
 	}
@@ -283,10 +337,13 @@ func (w *modelWorld) lastSeq() int {
 	return w.seq
 }
 
-func (w *modelWorld) storeFault(op tokenstoretest.Op, app string) tokenstoretest.Fault {
+// storeFault and leaseFault apply an app's AWS faults to all its
+// credentials: the fakes name a ticket by its key ("app#jsapi").
+func (w *modelWorld) storeFault(op tokenstoretest.Op, key string) tokenstoretest.Fault {
 	if w.checking.Load() {
 		return tokenstoretest.Fault{}
 	}
+	app := registry.ParseCredentialKey(key).App
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f := w.storeF[app]
@@ -302,10 +359,11 @@ func (w *modelWorld) storeFault(op tokenstoretest.Op, app string) tokenstoretest
 	return tokenstoretest.Fault{}
 }
 
-func (w *modelWorld) leaseFault(op leasetest.Op, app string) leasetest.Fault {
+func (w *modelWorld) leaseFault(op leasetest.Op, key string) leasetest.Fault {
 	if w.checking.Load() {
 		return leasetest.Fault{}
 	}
+	app := registry.ParseCredentialKey(key).App
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f := w.leaseF[app]
@@ -314,10 +372,19 @@ func (w *modelWorld) leaseFault(op leasetest.Op, app string) leasetest.Fault {
 	case op == leasetest.OpCommit && f.commitOnce > 0:
 		f.commitOnce--
 		// DynamoDB refused a write: the availability premise ("AWS
-		// accepts writes") restarts from this step.
+		// accepts writes") restarts from this step, for the credential
+		// whose commit it was.
 		for _, a := range w.apps {
-			if a.spec.Name == app {
+			if a.spec.Name != app {
+				continue
+			}
+			if key == app {
 				a.healthyFrom = max(a.healthyFrom, w.step)
+			}
+			for _, tk := range a.tickets {
+				if tk.key == key {
+					tk.healthyFrom = max(tk.healthyFrom, w.step)
+				}
 			}
 		}
 		return leasetest.Fault{Err: leasetest.Throttled()}
@@ -343,6 +410,13 @@ func (w *modelWorld) inject(kind modelFaultKind, i, until int, variant uint64) {
 	a := w.apps[i]
 	f := modelFault{kind: kind, app: i, appid: a.appid, until: until}
 	path := w.credPath(i)
+	if kind.ticket() {
+		if len(a.tickets) == 0 {
+			return
+		}
+		f.path = a.tickets[variant%uint64(len(a.tickets))].path
+		f.sb = ticketFault(kind, f.path, a.appid, variant)
+	}
 	switch kind {
 	case mfMinusOne:
 		f.sb = &wechattest.Fault{Path: path, AppID: a.appid, ErrCode: -1}
@@ -392,8 +466,12 @@ func (w *modelWorld) expire(s int) {
 		}
 		resetSB = resetSB || f.sb != nil
 		a := w.apps[f.app]
-		if f.kind < mfWeChatKinds && f.appid != a.appid {
+		if (f.kind < mfWeChatKinds || f.kind.ticket()) && f.appid != a.appid {
 			continue // an account the app no longer uses
+		}
+		if f.kind.ticket() {
+			w.ticketFaultEnded(a, f, s)
+			continue
 		}
 		a.healthyFrom = max(a.healthyFrom, s)
 		switch f.kind {
@@ -421,6 +499,7 @@ func (w *modelWorld) applyAWS() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lost = map[string]bool{}
+	w.lostTicket = map[string]bool{}
 	for _, f := range w.storeF {
 		*f = modelStoreFault{}
 	}
@@ -442,6 +521,8 @@ func (w *modelWorld) applyAWS() {
 		switch f.kind {
 		case mfLostAnswer:
 			w.lost[f.appid] = true
+		case mfTicketLost:
+			w.lostTicket[f.appid+" "+f.path] = true
 		case mfPutThrottled:
 			sf.putThrottled = true
 		case mfPutLost:
@@ -468,7 +549,7 @@ func (w *modelWorld) commitOnce(i int) {
 // current account, for WeChat faults).
 func (w *modelWorld) active(i int, kinds ...modelFaultKind) bool {
 	for _, f := range w.faults {
-		if f.app != i || f.kind < mfWeChatKinds+1 && f.appid != w.apps[i].appid {
+		if f.app != i || (f.kind < mfWeChatKinds+1 || f.kind.ticket()) && f.appid != w.apps[i].appid {
 			continue
 		}
 		for _, k := range kinds {
@@ -480,10 +561,11 @@ func (w *modelWorld) active(i int, kinds ...modelFaultKind) bool {
 	return false
 }
 
-// anyFault reports whether any fault at all is active for app i.
+// anyFault reports whether any fault at all is active for app i, but for
+// faults of its ticket paths (they touch no token call).
 func (w *modelWorld) anyFault(i int) bool {
 	for _, f := range w.faults {
-		if f.app == i {
+		if f.app == i && !f.kind.ticket() {
 			return true
 		}
 	}
