@@ -248,10 +248,12 @@ func (t *txn) failed(err error, secretVersion int64) {
 // too, so that its expiry is known, without a publish.
 func (t *txn) commit(tok wechat.Token, drift bool) (Result, error) {
 	r, a, q := t.r, t.a, t.q
-	if a.Mode == registry.Stable && q.kind != force && t.cur.Token != "" && tok.AccessToken != t.cur.Token &&
+	if a.Mode == registry.Stable && t.st.Mode == string(registry.Stable) && q.kind != force && t.cur.Token != "" && tok.AccessToken != t.cur.Token &&
 		!t.cur.ExpiresAt.IsZero() && t.now.Before(t.cur.ExpiresAt.Add(-r.policy().stableWindow)) {
 		// Normal mode hands out a new token only in the final window: a
-		// new one earlier means someone forced a refresh (P9).
+		// new one earlier means someone forced a refresh (P9). (Only a
+		// published stable token says so: after a switch from classic
+		// mode, stable_token's first answer differs by nature.)
 		drift = true
 	}
 	calls := 0
