@@ -40,15 +40,14 @@ func (s *session) askToken(ctx context.Context, be *backend, app string) (tokenR
 	}
 	r.Code, r.Message, r.Errcode = ans.Error.Code, ans.Error.Message, ans.Error.WeChatErrcode
 	if r.Errcode != 0 {
-		ip := ""
+		ip, last, class := "", "", ""
+		if st, err := be.state(ctx, app); err == nil {
+			last, class = st.LastError, st.LastErrorClass
+		}
 		if isWhitelist(r.Errcode) {
-			last := ""
-			if st, err := be.state(ctx, app); err == nil {
-				last = st.LastError
-			}
 			ip = be.refusedIP(ctx, app, last)
 		}
-		a := adviceFor(r.Errcode, app, ip)
+		a := adviceOf(class, r.Errcode, app, ip)
 		r.Advice = &a
 		return r, ExitWeChat
 	}

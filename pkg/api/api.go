@@ -451,6 +451,12 @@ func classify(err error) *apiError {
 			a.message = "the app's daily budget of WeChat token calls is used up; keep using the current token"
 		case refresh.ReasonMinInterval:
 			a.message = "an on-demand refresh happened moments ago; keep using the current token"
+		case refresh.ReasonBlocked:
+			if refused.Class == refresh.ClassInvalid {
+				a.message = "the registration is rejected (another registration of the account keeps this ticket), so calls are paused until a person fixes it; keep using the current token"
+				break
+			}
+			a.message = "WeChat refused recently, so calls are paused; keep using the current token"
 		default:
 			a.message = "WeChat refused recently, so calls are paused; keep using the current token"
 		}

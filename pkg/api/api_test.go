@@ -320,6 +320,7 @@ func TestErrors(t *testing.T) {
 		{"daily budget", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonDailyBudget, RetryAfter: 90 * time.Minute, Current: current}, 429, "refresh_refused", 0, "5400", true},
 		{"min interval rounds up", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonMinInterval, RetryAfter: 1500 * time.Millisecond, Current: current}, 429, "refresh_refused", 0, "2", true},
 		{"blocked", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonBlocked, RetryAfter: time.Minute, ErrCode: 40164, Current: current}, 429, "refresh_refused", 40164, "60", true},
+		{"paused: another registration keeps the ticket", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonBlocked, RetryAfter: time.Minute, Class: refresh.ClassInvalid, Current: current}, 429, "refresh_refused", 0, "60", true},
 		{"refused without a token", &refresh.RefusedError{App: "demo", Reason: refresh.ReasonBlocked, RetryAfter: time.Minute, ErrCode: 45009}, 429, "refresh_refused", 45009, "60", false},
 		{"wechat refused", fmt.Errorf("refresh: demo: %w", &wechat.Error{Op: wechat.OpStableToken, Code: 40164, Msg: "invalid ip 203.0.113.9, not in whitelist"}), 502, "wechat_error", 40164, "", false},
 		{"waited for a failed refresh", &refresh.FailedError{App: "demo", ErrCode: 40013, Message: "invalid appid"}, 502, "wechat_error", 40013, "", false},

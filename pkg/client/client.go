@@ -16,13 +16,13 @@
 // token and, when WeChat answers 40001, 40014 or 42001, refreshes once with
 // the failing token and retries once.
 //
-// Tickets are kept the same way: Ticket(ctx, ticket.JSAPI) reads
+// Tickets are kept much the same way: Ticket(ctx, ticket.JSAPI) reads
 // `{prefix}/{app}/jsapi_ticket` (wx_card_ticket, agent_config_ticket) with
-// the same cache, RefreshTicket asks POST /v1/apps/{app}/tickets/{ticket}/refresh
+// a cache of its own (MaxAge; no expiry guessed from the parameter's age), RefreshTicket asks POST /v1/apps/{app}/tickets/{ticket}/refresh
 // for a ticket to replace one a page rejected, and SignURL (wx.config) and
 // SignAgentConfig (WeCom's wx.agentConfig) sign a page URL with the current
-// ticket; SignJSSDK and SignCard compute WeChat's signatures from given
-// values.
+// ticket, and Resign answers a page's "invalid signature"; SignJSSDK and
+// SignCard compute WeChat's signatures from given values.
 //
 // Errors: Token returns ErrNoToken (Ticket: ErrNoTicket) when nothing is published yet and no API
 // is configured, and wrapped SDK errors otherwise; Refresh returns an

@@ -23,8 +23,14 @@ type JSSDKSignature struct {
 	// URL is the page URL that was signed (without its fragment).
 	URL string `json:"url"`
 
-	// kind and ticket are what Client.SignURL and SignAgentConfig signed
-	// with, for Client.Resign; never serialized.
+	// with is what Client.SignURL and SignAgentConfig signed with, for
+	// Client.Resign: behind a pointer, so that neither JSON nor fmt's %+v
+	// prints the ticket.
+	with *signedWith
+}
+
+// signedWith is the ticket a signature was made with.
+type signedWith struct {
 	kind   ticket.Ticket
 	ticket string
 }

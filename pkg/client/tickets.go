@@ -14,10 +14,14 @@ import (
 var ErrNoTicket = errors.New("client: no ticket published for the app")
 
 // Ticket returns the app's current ticket t (ticket.JSAPI, ticket.Card,
-// ticket.AgentConfig), cached like the token: from SSM
-// (`{prefix}/{app}/{t}_ticket`), or from the API when nothing is published
-// or the published ticket has expired. The app must keep t (wxtoken apps
-// set NAME --tickets ...); otherwise the API answers 404 unknown_ticket.
+// ticket.AgentConfig), cached for at most MaxAge: from SSM
+// (`{prefix}/{app}/{t}_ticket`), or from the API when nothing is published.
+// Unlike a token's, a ticket's expiry is not guessed from the parameter's
+// age (the parameter is not rewritten when WeChat extends the same
+// ticket), so were the schedule stuck, an expired ticket would be served
+// until a page fails and Resign or RefreshTicket asks the API. The app must
+// keep t (wxtoken apps set NAME --tickets ...); otherwise the API answers
+// 404 unknown_ticket.
 func (c *Client) Ticket(ctx context.Context, t ticket.Ticket) (string, error) {
 	if _, ok := ticket.Parse(string(t)); !ok {
 		return "", fmt.Errorf("client: %q is not a ticket wxtoken keeps", t)
@@ -69,33 +73,53 @@ func (c *Client) signWith(ctx context.Context, t ticket.Ticket, pageURL string) 
 // Resign.
 func signed(t ticket.Ticket, tk, pageURL string) (JSSDKSignature, error) {
 	sig, err := NewJSSDKSignature(tk, pageURL, time.Now())
-	sig.kind, sig.ticket = t, tk
-	return sig, err
-}
-
-// ErrNotSigned is returned by Resign for a signature this package's Client
-// did not make (it does not know the ticket it was made with).
-var ErrNotSigned = errors.New("client: the signature was not made by Client.SignURL or SignAgentConfig")
-
-// Resign answers a page's report that wx.config (or wx.agentConfig)
-// rejected rejected with "invalid signature" although its URL was right:
-// the ticket it was made with is bad. It asks wxtoken for a ticket to
-// replace that one (RefreshTicket with it as the stale ticket: when another
-// ticket is already published, as after a rotation the cache has not seen
-// yet, the answer is that one, without a WeChat call) and signs the same
-// URL again. Ticket caches hold a ticket for up to MaxAge; if WeChat ended
-// a ticket as soon as it issued the next (it does not say), a page signed
-// in that minute is rejected once, and Resign is the way back. Errors are
-// ErrNotSigned, or RefreshTicket's (an *APIError for the API's answer).
-func (c *Client) Resign(ctx context.Context, rejected JSSDKSignature) (JSSDKSignature, error) {
-	if rejected.ticket == "" {
-		return JSSDKSignature{}, ErrNotSigned
-	}
-	tk, err := c.RefreshTicket(ctx, rejected.kind, rejected.ticket)
-	if tk == "" {
+	if err != nil {
 		return JSSDKSignature{}, err
 	}
-	// A 429 carries the current ticket with the *APIError: sign with it.
-	sig, serr := signed(rejected.kind, tk, rejected.URL)
-	return sig, errors.Join(serr, err)
+	sig.with = &signedWith{kind: t, ticket: tk}
+	return sig, nil
+}
+
+// errSameTicket: wxtoken answered a claim with the ticket claimed bad.
+var errSameTicket = errors.New("client: wxtoken returned the ticket the page rejected")
+
+// Resign answers a page's report that wx.config rejected a signature with
+// "invalid signature" although its URL was right: the ticket it was made
+// with is bad. rejected is the value SignURL or SignAgentConfig returned,
+// or its fields as the page sent them back (nonceStr, timestamp, signature,
+// url; such a value is taken to be wx.config's, the jsapi ticket's). Resign
+// finds the ticket it was made with: when that is not the current ticket
+// (the cache had not seen a rotation yet), the current one signs the URL
+// again without any request; otherwise it asks wxtoken for a ticket to
+// replace it (RefreshTicket with it as the stale ticket: when another is
+// already published, that one, without a WeChat call) and signs the URL
+// with the answer. Ticket caches hold a ticket for up to MaxAge; if WeChat
+// ended a ticket as soon as it issued the next (it does not say), a page
+// signed in that minute is rejected once, and Resign is the way back.
+// It returns a signature or an error, never both: RefreshTicket's errors
+// (an *APIError for the API's answers, a 429 included) or an error saying
+// wxtoken answered with the rejected ticket itself.
+func (c *Client) Resign(ctx context.Context, rejected JSSDKSignature) (JSSDKSignature, error) {
+	kind, stale := ticket.JSAPI, ""
+	if w := rejected.with; w != nil {
+		kind, stale = w.kind, w.ticket
+	} else {
+		cur, err := c.Ticket(ctx, kind)
+		if err != nil {
+			return JSSDKSignature{}, err
+		}
+		if SignJSSDK(cur, rejected.NonceStr, rejected.Timestamp, rejected.URL) != rejected.Signature {
+			// Made with another ticket than the current one.
+			return signed(kind, cur, rejected.URL)
+		}
+		stale = cur
+	}
+	tk, err := c.RefreshTicket(ctx, kind, stale)
+	switch {
+	case err != nil:
+		return JSSDKSignature{}, err
+	case tk == stale:
+		return JSSDKSignature{}, errSameTicket
+	}
+	return signed(kind, tk, rejected.URL)
 }

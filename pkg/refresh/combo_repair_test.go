@@ -49,10 +49,20 @@ func TestRefusedRepairServesTheCommittedToken(t *testing.T) {
 // caller who claims an older token must not be handed SSM's (the former
 // account's): design.md "Account changes". Likewise for a ticket.
 func TestAccountChangeWithSSMRefusingServesNoFormerToken(t *testing.T) {
-	for _, tk := range []registry.Ticket{"", registry.TicketJSAPI} {
+	for _, tc := range []struct {
+		tk registry.Ticket
+		// secretToo: the secret cannot be read either, so the holder
+		// cannot open the seal (review: reconcile then gave SSM's value
+		// back).
+		secretToo bool
+	}{{"", false}, {registry.TicketJSAPI, false}, {"", true}, {registry.TicketJSAPI, true}} {
+		tk := tc.tk
 		name := "token"
 		if tk != "" {
 			name = string(tk)
+		}
+		if tc.secretToo {
+			name += ", secret unreadable"
 		}
 		t.Run(name, func(t *testing.T) {
 			b := newFakeBed(t, wechattest.Config{})
@@ -85,11 +95,29 @@ func TestAccountChangeWithSSMRefusingServesNoFormerToken(t *testing.T) {
 			if pub, _ := b.published(key); pub != former {
 				t.Fatalf("setup: SSM should still hold the former account's %s", name)
 			}
+			if tc.secretToo {
+				b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
+					if op == tokenstoretest.OpPut || op == tokenstoretest.OpSecret {
+						return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
+					}
+					return tokenstoretest.Fault{}
+				})
+			}
+			ofB := func(v string) bool { // a valid token or ticket of account B
+				if tk != "" {
+					return b.sb.CheckTicket(other.AppID, wechattest.TicketJSAPI, v) == 0
+				}
+				tok, _ := b.sb.Current(other.AppID, apiOf(registry.Stable))
+				return v == tok
+			}
 			for _, stale := range []string{"an-older-value", ""} {
 				res, err := get(b.refresher("api"), stale)
 				b.saw(res.Token)
-				if err == nil && res.Token == former {
-					t.Errorf("claim %q: answered with the former account's %s (fp %s), want account B's", stale, name, fp(former))
+				switch {
+				case res.Token == former:
+					t.Errorf("claim %q: answered with the former account's %s (fp %s), want account B's (error %v)", stale, name, fp(former), err)
+				case err == nil && !tc.secretToo && !ofB(res.Token):
+					t.Errorf("claim %q: answered fp %s, which is not account B's valid %s", stale, fp(res.Token), name)
 				}
 			}
 		})

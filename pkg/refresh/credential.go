@@ -2,6 +2,7 @@ package refresh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,19 +73,42 @@ func (r *Refresher) credential(ctx context.Context, app string, ticket registry.
 // (registry.TicketConflicts, err), the failure invalid_registration with its
 // pause, so that callers of the API are refused from the state without a
 // WeChat call: the API function cannot list the registrations (it has no
-// Scan), the sweep can. It writes only when the state does not already
-// hold that pause, and never over another holder's lease.
+// Scan), the sweep can. The pause is renewed before it lapses while the
+// conflict lasts (clearConflict ends it when the conflict is gone), and
+// never written over another holder's lease.
 func (r *Refresher) markConflict(ctx context.Context, c cred, st lease.State, err error, now time.Time) {
 	a := c.rules()
-	if st.LastErrorClass == string(ClassInvalid) && st.BlockedUntil.After(now) {
+	if st.LastErrorClass == string(ClassInvalid) && st.BlockedUntil.After(now.Add(r.policy().configBlock/2)) {
 		return
 	}
-	owner := r.acquisition()
-	if _, aerr := r.Leases.Acquire(ctx, a.Name, owner, now, now.Add(r.leaseDuration())); aerr != nil {
-		return // leased or unavailable: the next run tries again
+	r.writeAside(ctx, a.Name, now, failureFields(r.policy(), a, scheduled, err, now, 0))
+}
+
+// clearConflict ends the pause markConflict left on a ticket's state once
+// the conflict is gone (the registrations were fixed).
+func (r *Refresher) clearConflict(ctx context.Context, c cred, st lease.State, now time.Time) {
+	if st.LastErrorClass != string(ClassInvalid) || !st.BlockedUntil.After(now) {
+		return
 	}
-	f := failureFields(r.policy(), a, scheduled, err, now, 0)
-	if rerr := r.Leases.Release(ctx, a.Name, owner, now, f); rerr != nil {
-		r.logger().WarnContext(ctx, "could not record the ticket's conflict", "app", a.Name, "error", rerr.Error())
+	none := ""
+	r.writeAside(ctx, c.key(), now, lease.Fields{ClearBlocks: true, LastErrorClass: &none})
+}
+
+// writeAside writes f to a credential's state under a lease of its own,
+// taken and released at once (no WeChat call), detached from ctx's end so
+// that a lease taken is always released. A held lease or an unavailable
+// table leaves it for the next run.
+func (r *Refresher) writeAside(ctx context.Context, key string, now time.Time, f lease.Fields) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	owner := r.acquisition()
+	if _, err := r.Leases.Acquire(ctx, key, owner, now, now.Add(r.leaseDuration())); err != nil {
+		if !errors.Is(err, lease.ErrHeld) {
+			r.logger().WarnContext(ctx, "could not take the lease to record a ticket conflict", "app", key, "error", err.Error())
+		}
+		return
+	}
+	if err := r.Leases.Release(ctx, key, owner, now, f); err != nil {
+		r.logger().WarnContext(ctx, "could not record a ticket conflict", "app", key, "error", err.Error())
 	}
 }

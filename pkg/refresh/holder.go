@@ -100,6 +100,13 @@ func (t *txn) check() (Result, error, bool) {
 	published := t.st.Pending != "" && t.st.Version == 0
 	cur, perr := t.reconcile(cur)
 	published = published && perr == nil && t.st.Version > 0
+	if t.st.HasToken() && sameAccount(t.a, t.st) && cur.Token != "" && wechat.Fingerprint(cur.Token) != t.st.Fingerprint {
+		// reconcile could not make SSM hold the committed token (its seal
+		// cannot be opened, the secret or the committed version cannot be
+		// read): SSM's value is not served, it may be superseded or the
+		// former account's; the attempt goes on as with no token.
+		cur = Result{App: cur.App, Version: cur.Version}
+	}
 	t.cur, t.now = cur, r.now()
 	if perr != nil {
 		if t.q.kind != scheduled && cur.Token != "" {

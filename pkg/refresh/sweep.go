@@ -24,7 +24,7 @@ const (
 	StatusBlocked   RunStatus = "blocked"   // calls paused after a WeChat error (Err is a *RefusedError with its errcode)
 	StatusRefused   RunStatus = "refused"   // the budget refused the call
 	StatusFailed    RunStatus = "failed"    // the refresh failed (Err says why)
-	StatusInvalid   RunStatus = "invalid"   // the registration is malformed
+	StatusInvalid   RunStatus = "invalid"   // the registration (or this ticket of it) is rejected
 	StatusDeferred  RunStatus = "deferred"  // the run ran out of time before the app's turn
 )
 
@@ -141,6 +141,7 @@ func (r *Refresher) RefreshDue(ctx context.Context) (Report, error) {
 			}
 			a := c.rules()
 			st := byApp[a.Name]
+			r.clearConflict(ctx, c, st, now)
 			switch {
 			case pausedFor(st, scheduled, now) && st.BlockedSecretVersion == 0:
 				rep.Outcomes = append(rep.Outcomes, blockedOutcome(c, st, now))

@@ -426,6 +426,26 @@ func TestSharedTicketHasOneFetcher(t *testing.T) {
 	if after := b.state(ticketKey(second.Name, registry.TicketJSAPI)); !after.UpdatedAt.Equal(before.UpdatedAt) {
 		t.Errorf("the conflict was written again (updated %v, then %v)", before.UpdatedAt, after.UpdatedAt)
 	}
+	// While the conflict lasts the pause never lapses: it is renewed
+	// before its end.
+	for range 40 {
+		b.sb.Clock().Advance(time.Minute)
+		mustRefreshDue(t, b.refresher("scheduler"))
+		if st := b.state(ticketKey(second.Name, registry.TicketJSAPI)); !st.BlockedUntil.After(b.sb.Now().Add(time.Minute)) {
+			t.Fatalf("at %v the conflict's pause ends at %v: it would lapse before the next run", b.sb.Now(), st.BlockedUntil)
+		}
+	}
+	// Fixed (the first registration gives the ticket up): the sweep ends
+	// the pause, and the second's ticket is fetched.
+	first.Tickets = 0
+	b.putItem(first)
+	for range 2 {
+		b.sb.Clock().Advance(time.Minute)
+		mustRefreshDue(t, b.refresher("scheduler"))
+	}
+	if st := b.state(ticketKey(second.Name, registry.TicketJSAPI)); !st.BlockedUntil.IsZero() || st.LastErrorClass != "" || !st.HasToken() {
+		t.Errorf("after the fix: paused until %v, class %q, ticket fetched %v; want no pause and the ticket", st.BlockedUntil, st.LastErrorClass, st.HasToken())
+	}
 }
 
 // countingApps counts the listings of the registrations.

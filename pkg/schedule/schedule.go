@@ -188,7 +188,7 @@ func attention(o refresh.Outcome, now time.Time, near time.Duration) (string, bo
 	expiring := o.ExpiresAt.IsZero() || o.ExpiresAt.Sub(now) < near
 	switch o.Status {
 	case refresh.StatusInvalid:
-		return "the app's registration is malformed: " + errString(o.Err), true
+		return "the registration is rejected: " + errString(o.Err), true
 	case refresh.StatusRefused, refresh.StatusBlocked:
 		var r *refresh.RefusedError
 		if !errors.As(o.Err, &r) {

@@ -69,7 +69,7 @@ func TestNeedsAPerson(t *testing.T) {
 		{"minute quota clears itself", refresh.Outcome{App: "shop", Status: refresh.StatusRefused, ExpiresAt: later,
 			Err: &refresh.RefusedError{App: "shop", Reason: refresh.ReasonBlocked, ErrCode: 45011, Class: refresh.ClassMinuteQuota}}, ""},
 		{"malformed registration", refresh.Outcome{App: "shop", Status: refresh.StatusInvalid,
-			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is malformed"},
+			Err: &registry.InvalidError{App: "shop", Reason: "kind \"blog\" is not offiaccount, miniprogram or wecom"}}, "registration is rejected: registry: app shop: kind"},
 		{"a holder found the registration rejected", refresh.Outcome{App: "shop#jsapi", Status: refresh.StatusFailed, ExpiresAt: later,
 			Err: fmt.Errorf("refresh: shop#jsapi: %w", &registry.InvalidError{App: "shop", Reason: "tickets: a-shop also registers account wx1"})}, "the registration is rejected: "},
 		{"WeCom's frequency limit clears itself", refresh.Outcome{App: "corp", Status: refresh.StatusFailed, ExpiresAt: later, Err: &wechat.Error{Op: wechat.OpWeComToken, Code: 45009, Msg: "api freq out of limit"}}, ""},
