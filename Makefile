@@ -200,7 +200,7 @@ BENCH_DIR := $(CACHE)/bench
 FUZZTIME  ?= 60s
 
 .PHONY: bench
-bench: testbed-install ## the benchmarks, fault matrix, model check and fuzzing; rewrites BENCHMARKS.md (about 16 minutes)
+bench: testbed-install ## the benchmarks, fault matrix, model check and fuzzing; rewrites BENCHMARKS.md (about 15 minutes)
 	@rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR) && date +%s > $(BENCH_DIR)/.started
 	$(TESTBED) -- env WXTOKEN_BENCH_DIR=$(abspath $(BENCH_DIR)) \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 40m ./infra/local/bench ./functions 2>&1 | tee $(BENCH_DIR)/go-bench.txt

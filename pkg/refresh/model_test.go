@@ -822,24 +822,9 @@ func (w *modelWorld) burst(ctx context.Context, s int, act modelAction) *modelVi
 	checkFault := w.active(i, mfCheck)
 	noFaults := !w.anyFault(i) && !a.whitelisted && !a.wrongSecret
 
-	errs := make([]error, act.K)
-	results := make([]refresh.Result, act.K)
-	var wg sync.WaitGroup
-	for g := 0; g < act.K; g++ {
-		stale := pub
-		switch {
-		case act.N == 2:
-			stale = ""
-		case act.N == 0 && g%3 == 2 && len(a.pubs) > 1:
-			stale = a.pubs[int((act.V+uint64(g))%uint64(len(a.pubs)-1))] // an older published token
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[g], errs[g] = w.apis[g%2].Refresh(ctx, name, stale)
-		}()
-	}
-	wg.Wait()
+	results, errs := w.callers(act, pub, a.pubs, 1, func(api *refresh.Refresher, stale string) (refresh.Result, error) {
+		return api.Refresh(ctx, name, stale)
+	})
 	calls1, checks1 := w.sb.TokenCalls(a.appid), w.sb.Calls(wechattest.PathDomainIP, a.appid)
 	var st1 lease.State
 	w.read(func(ctx context.Context) { st1, _ = w.leases.Get(ctx, name) })
@@ -907,6 +892,34 @@ func (w *modelWorld) burst(ctx context.Context, s int, act modelAction) *modelVi
 		}
 	}
 	return nil
+}
+
+// callers runs act.K concurrent callers on the two API instances in turn
+// and returns their results and errors. Caller g claims pub (a true or a
+// false claim), nothing (act.N 2: ensure requests) or, for every third
+// caller of a false-claim burst (act.N 0), an older published value of
+// pubs, picked with act.V / salt.
+func (w *modelWorld) callers(act modelAction, pub string, pubs []string, salt uint64,
+	call func(api *refresh.Refresher, stale string) (refresh.Result, error)) ([]refresh.Result, []error) {
+	errs := make([]error, act.K)
+	results := make([]refresh.Result, act.K)
+	var wg sync.WaitGroup
+	for g := 0; g < act.K; g++ {
+		stale := pub
+		switch {
+		case act.N == 2:
+			stale = ""
+		case act.N == 0 && g%3 == 2 && len(pubs) > 1:
+			stale = pubs[int((act.V/salt+uint64(g))%uint64(len(pubs)-1))]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[g], errs[g] = call(w.apis[g%2], stale)
+		}()
+	}
+	wg.Wait()
+	return results, errs
 }
 
 // shrinkModel looks for a shorter scenario that breaks the same invariant:

@@ -15,7 +15,6 @@ import (
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
@@ -471,24 +470,9 @@ func (w *modelWorld) ticketBurst(ctx context.Context, s int, act modelAction) *m
 	}
 	reqs0, calls0 := w.ticketRequests(a, tk), w.frontTicketCalls(a.appid, tk.typ)
 
-	errs := make([]error, act.K)
-	results := make([]refresh.Result, act.K)
-	var wg sync.WaitGroup
-	for g := 0; g < act.K; g++ {
-		stale := pub
-		switch {
-		case act.N == 2:
-			stale = ""
-		case act.N == 0 && g%3 == 2 && len(tk.pubs) > 1:
-			stale = tk.pubs[int((act.V/7+uint64(g))%uint64(len(tk.pubs)-1))] // an older published ticket
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[g], errs[g] = w.apis[g%2].RefreshTicket(ctx, name, tk.t, stale)
-		}()
-	}
-	wg.Wait()
+	results, errs := w.callers(act, pub, tk.pubs, 7, func(api *refresh.Refresher, stale string) (refresh.Result, error) {
+		return api.RefreshTicket(ctx, name, tk.t, stale)
+	})
 	reqs1, calls1 := w.ticketRequests(a, tk), w.frontTicketCalls(a.appid, tk.typ)
 	var st1 lease.State
 	w.read(func(ctx context.Context) { st1, _ = w.leases.Get(ctx, tk.key) })
