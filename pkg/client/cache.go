@@ -200,11 +200,14 @@ func noneErr(s spec) error {
 	return ErrNoTicket
 }
 
-// store caches e unless a newer value is cached already.
+// store caches e unless a newer value is cached and still fresh (a read
+// that started before an API answer must not replace it). A cached value
+// past its MaxAge is replaced whatever the versions: after the parameter
+// is recreated its versions start at 1 again.
 func (c *Client) store(k *cache, e entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.cached.value != "" && e.version != 0 && e.version < k.cached.version {
+	if k.cached.value != "" && e.version != 0 && e.version < k.cached.version && c.fresh(k.cached, c.now()) {
 		return
 	}
 	k.cached = e

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -97,11 +98,35 @@ type Client struct {
 
 // New returns a Client for app that reads SSM with cfg's credentials and
 // region and signs requests to endpoint (the stack's ApiUrl; may be empty).
+//
+// The stack's region is taken from endpoint when it is an API Gateway URL
+// (https://{id}.execute-api.{region}.amazonaws.com[.cn]), for SSM and for
+// signing, so that a consumer configured for another region reads the
+// stack's Parameter Store; otherwise (a custom domain, no endpoint) it is
+// cfg's region.
 func New(cfg aws.Config, app, endpoint string) *Client {
-	return &Client{
-		App: app, SSM: ssm.NewFromConfig(cfg), Endpoint: strings.TrimRight(endpoint, "/"),
-		Credentials: cfg.Credentials, Region: cfg.Region,
+	region := cfg.Region
+	if r := regionOfURL(endpoint); r != "" {
+		region = r
 	}
+	return &Client{
+		App: app, SSM: ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.Region = region }), Endpoint: strings.TrimRight(endpoint, "/"),
+		Credentials: cfg.Credentials, Region: region,
+	}
+}
+
+// regionOfURL is the region of an API Gateway URL ("" for another URL).
+func regionOfURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(u.Hostname(), ".")
+	// {id}.execute-api.{region}.amazonaws.com[.cn]
+	if len(parts) < 5 || parts[1] != "execute-api" || parts[3] != "amazonaws" {
+		return ""
+	}
+	return parts[2]
 }
 
 // Token returns the app's current token: from the cache when it is fresh,
