@@ -381,6 +381,28 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// send serves one request with h on a test server and returns the answer
+// and its body.
+func send(t *testing.T, h http.Handler, method, path, body string) (*http.Response, []byte) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, raw
+}
+
 func TestRequests(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -420,18 +442,7 @@ func TestRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &stub{}
-			srv := httptest.NewServer(api.New(s, nil))
-			defer srv.Close()
-			req, err := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			raw, _ := io.ReadAll(resp.Body)
+			resp, raw := send(t, api.New(s, nil), tt.method, tt.path, tt.body)
 			var body map[string]any
 			if err := json.Unmarshal(raw, &body); err != nil {
 				t.Fatalf("body %q is not JSON: %v", raw, err)
@@ -645,19 +656,9 @@ func TestTicketRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			srv := httptest.NewServer(api.New(&stub{}, slog.New(slog.NewJSONHandler(&logs, nil))))
-			defer srv.Close()
-			req, err := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			resp, raw := send(t, api.New(&stub{}, slog.New(slog.NewJSONHandler(&logs, nil))), tt.method, tt.path, tt.body)
 			var body map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&body)
+			_ = json.Unmarshal(raw, &body)
 			e, _ := body["error"].(map[string]any)
 			if resp.StatusCode != tt.status || fmt.Sprint(e["code"]) != map[bool]string{true: "<nil>", false: tt.code}[tt.code == ""] {
 				t.Errorf("status %d, error %v; want %d %q", resp.StatusCode, e, tt.status, tt.code)

@@ -616,15 +616,7 @@ func (w *modelWorld) checkPublished(s, sec int) *modelViolation {
 			inv = invIsolation
 		}
 		w.stats.check(inv)
-		why := ""
-		switch code := w.sb.Check(pub); {
-		case pub == "":
-			why = "SSM holds no token"
-		case is.appid != a.appid:
-			why = fmt.Sprintf("SSM holds a token of the former account %s (fp %s)", is.appid, wechat.Fingerprint(pub))
-		case code != 0:
-			why = fmt.Sprintf("WeChat rejects the published token (fp %s, issued #%d) with errcode %d", wechat.Fingerprint(pub), is.seq, code)
-		}
+		why := unusable("token", pub, is.appid, a.appid, is.seq, w.sb.Check(pub))
 		if why != "" {
 			extra := ""
 			if inv == invIsolation {
@@ -634,6 +626,21 @@ func (w *modelWorld) checkPublished(s, sec int) *modelViolation {
 		}
 	}
 	return nil
+}
+
+// unusable says why the published value pub (a token or a ticket, what),
+// issued #seq to account issuedTo, is of no use to app account appid whose
+// check at WeChat answered code; "" when it is usable.
+func unusable(what, pub, issuedTo, appid string, seq, code int) string {
+	switch {
+	case pub == "":
+		return "SSM holds no " + what
+	case issuedTo != appid:
+		return fmt.Sprintf("SSM holds a %s of the former account %s (fp %s)", what, issuedTo, wechat.Fingerprint(pub))
+	case code != 0:
+		return fmt.Sprintf("WeChat rejects the published %s (fp %s, issued #%d) with errcode %d", what, wechat.Fingerprint(pub), seq, code)
+	}
+	return ""
 }
 
 // overBudget reports whether app i's daily budget is spent (the schedule is

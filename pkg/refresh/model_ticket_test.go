@@ -348,15 +348,7 @@ func (w *modelWorld) checkTickets(s, sec int) *modelViolation {
 			if len(w.ticketCauses(i, tk, s)) > 0 || s < w.ticketHealthyFrom(i, tk)+modelSettle {
 				continue
 			}
-			why := ""
-			switch code := w.sb.CheckTicket(a.appid, tk.typ, pub); {
-			case pub == "":
-				why = "SSM holds no ticket"
-			case is.appid != a.appid:
-				why = fmt.Sprintf("SSM holds a ticket of the former account %s (fp %s)", is.appid, wechat.Fingerprint(pub))
-			case code != 0:
-				why = fmt.Sprintf("WeChat rejects the published ticket (fp %s, issued #%d) with errcode %d", wechat.Fingerprint(pub), is.seq, code)
-			}
+			why := unusable("ticket", pub, is.appid, a.appid, is.seq, w.sb.CheckTicket(a.appid, tk.typ, pub))
 			if why != "" {
 				if w.ticketExcused(i, tk) != "" {
 					continue
