@@ -37,6 +37,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/config"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awscalls"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/lambdatest"
@@ -873,19 +874,26 @@ func (d *deployment) checkConsumerPolicy(t *testing.T) {
 			}
 		}
 	}
-	if len(actions) != 2 {
-		t.Errorf("actions %v, want ssm:GetParameter and execute-api:Invoke only", sortedKeys(actions))
+	if len(actions) != 3 {
+		t.Errorf("actions %v, want ssm:GetParameter, ssm:GetParameters and execute-api:Invoke only", sortedKeys(actions))
 	}
 	region := d.cfg.Region
-	// The published token and tickets (pkg/registry's leaves), nothing else.
+	// The published token and tickets (pkg/registry's leaves) and their
+	// rotation meta (pkg/rotation), nothing else; a consumer reads a
+	// credential with its meta in one GetParameters.
 	leaves := []string{registry.TokenLeaf, registry.TicketJSAPI.ParameterLeaf(), registry.TicketCard.ParameterLeaf(), registry.TicketAgentConfig.ParameterLeaf()}
-	ssmRes := actions["ssm:GetParameter"]
-	ok := len(ssmRes) == len(leaves)
-	for i := 0; ok && i < len(leaves); i++ {
-		ok = strings.HasPrefix(ssmRes[i], "arn:aws:ssm:"+region+":") && strings.HasSuffix(ssmRes[i], ":parameter"+d.prefix+"/*/"+leaves[i])
+	for _, l := range leaves[:4] {
+		leaves = append(leaves, rotation.Name(l))
 	}
-	if !ok {
-		t.Errorf("ssm:GetParameter on %v, want the published tokens and tickets (%v) under %s only", ssmRes, leaves, d.prefix)
+	for _, action := range []string{"ssm:GetParameter", "ssm:GetParameters"} {
+		ssmRes := actions[action]
+		ok := len(ssmRes) == len(leaves)
+		for i := 0; ok && i < len(leaves); i++ {
+			ok = strings.HasPrefix(ssmRes[i], "arn:aws:ssm:"+region+":") && strings.HasSuffix(ssmRes[i], ":parameter"+d.prefix+"/*/"+leaves[i])
+		}
+		if !ok {
+			t.Errorf("%s on %v, want the published tokens and tickets and their meta (%v) under %s only", action, ssmRes, leaves, d.prefix)
+		}
 	}
 	api := actions["execute-api:Invoke"]
 	if len(api) != 2 || !strings.HasSuffix(api[0], "/*/POST/v1/apps/*/refresh") || !strings.HasSuffix(api[1], "/*/GET/v1/apps/*") {

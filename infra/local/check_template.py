@@ -37,7 +37,8 @@ The invariants (design.md §3-§6 and the template's contract with the Go code):
   - the HTTP API has exactly the four routes, all IAM-authorized;
   - the consumer policy does not reach the force-refresh route, and does
     reach refresh and status;
-  - ssm:PutParameter is granted only on .../access_token and ticket parameters;
+  - ssm:PutParameter is granted only on .../access_token and ticket parameters
+    (and their _meta siblings);
   - function roles hold only the actions the functions call, KMS only via SSM,
     and no managed policy (not even the Lambda VPC access role, whose logs
     grant is on every log group);
@@ -481,7 +482,8 @@ def check_consumer_policy(t: dict) -> list[str]:
 
 # The parameters the functions publish (pkg/registry: the token's and the
 # tickets' leaves).
-PUBLISHED_LEAVES = ("/access_token", "/jsapi_ticket", "/wx_card_ticket", "/agent_config_ticket")
+PUBLISHED_LEAVES = tuple(leaf + sfx for leaf in ("/access_token", "/jsapi_ticket", "/wx_card_ticket", "/agent_config_ticket")
+                         for sfx in ("", "_meta"))
 
 
 def check_put_parameter(t: dict) -> list[str]:
@@ -497,7 +499,7 @@ def check_put_parameter(t: dict) -> list[str]:
         for res in as_list(st.get("Resource", [])):
             for arn in r.render(res):
                 if not (arn.startswith("arn:PARTITION:ssm:REGION:ACCOUNT:parameter/") and arn.endswith(PUBLISHED_LEAVES)):
-                    problems.append(f"{where}: ssm:PutParameter on {arn}; only .../access_token and ticket parameters may be written")
+                    problems.append(f"{where}: ssm:PutParameter on {arn}; only .../access_token and ticket parameters (and their _meta) may be written")
     if not granted:
         problems.append("no function may publish tokens (ssm:PutParameter on .../access_token)")
     return problems

@@ -3,6 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+
+	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/ticket"
 )
 
 // cmdAppsRemove deletes an app and what wxtoken keeps of it.
@@ -49,6 +52,20 @@ func cmdAppsRemove(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The token's rotation meta, and every ticket the app may have kept
+	// (the registration may be gone already) with its meta: a missing one
+	// is no error.
+	for _, key := range credentialKeys(name) {
+		names := []string{be.store.MetaName(key)}
+		if key != name {
+			names = append(names, be.store.TokenName(key))
+		}
+		for _, n := range names {
+			if _, err := be.deleteParameter(s.ctx, n); err != nil {
+				return err
+			}
+		}
+	}
 	secretDeleted := false
 	if !keepSecret {
 		if secretDeleted, err = be.deleteParameter(s.ctx, be.store.SecretName(name)); err != nil {
@@ -79,6 +96,16 @@ func cmdAppsRemove(s *session, args []string) error {
 		fmt.Fprintf(s.out, "Business servers reading %s now get ParameterNotFound.\n", be.store.TokenName(name))
 	}
 	return nil
+}
+
+// credentialKeys are the keys of every credential app can have: its token
+// (the app's name) and each ticket ("app#ticket").
+func credentialKeys(app string) []string {
+	keys := []string{app}
+	for _, t := range ticket.All() {
+		keys = append(keys, registry.Credential{App: app, Ticket: t}.Key())
+	}
+	return keys
 }
 
 func done(deleted bool) string {

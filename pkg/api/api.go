@@ -483,7 +483,11 @@ type tokenJSON struct {
 	Ticket      string     `json:"ticket,omitempty"`
 	Version     int64      `json:"version,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at"`
-	Refreshed   bool       `json:"refreshed"`
+	// RotatesAt is when the schedule plans to replace the value: a
+	// consumer need not read SSM again before it unless WeChat rejects
+	// the value (rotation.Meta).
+	RotatesAt *time.Time `json:"rotates_at,omitempty"`
+	Refreshed bool       `json:"refreshed"`
 }
 
 type errorJSON struct {
@@ -500,6 +504,10 @@ func tokenBody(r refresh.Result, ticket bool) tokenJSON {
 	if !r.ExpiresAt.IsZero() {
 		at := r.ExpiresAt.UTC()
 		t.ExpiresAt = &at
+	}
+	if !r.RotatesAt.IsZero() {
+		at := r.RotatesAt.UTC()
+		t.RotatesAt = &at
 	}
 	return t
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/ticket"
 )
 
@@ -76,6 +77,11 @@ type cache struct {
 	cached   entry
 	reading  *call
 	inflight map[string]*call // refreshes by stale value
+	// notBefore: the API is not asked for the current value (ensure)
+	// before it, after an error answer (Retry-After, or MaxAge); failure is
+	// that answer, returned meanwhile when nothing usable is cached.
+	notBefore time.Time
+	failure   error
 }
 
 // entry is a cached token or ticket.
@@ -83,7 +89,7 @@ type entry struct {
 	value   string
 	version int64
 	expires time.Time // zero: unknown
-	readAt  time.Time
+	until   time.Time // read again from then on
 }
 
 // call is one read or refresh that concurrent callers share.
@@ -120,14 +126,20 @@ func (c *Client) cache(s spec) *cache {
 }
 
 // get returns the credential: cached when fresh, otherwise read from SSM
-// (one read shared by concurrent callers).
+// (one read shared by concurrent callers). While the API asked to wait and
+// nothing usable is cached, it returns the API's last error without a read.
 func (c *Client) get(ctx context.Context, k *cache) (string, error) {
 	c.mu.Lock()
 	now := c.now()
-	if c.fresh(k.cached, now) {
+	if k.cached.fresh(now) {
 		v := k.cached.value
 		c.mu.Unlock()
 		return v, nil
+	}
+	if k.failure != nil && now.Before(k.notBefore) {
+		err := k.failure
+		c.mu.Unlock()
+		return "", err
 	}
 	cl := k.reading
 	if cl == nil {
@@ -139,12 +151,28 @@ func (c *Client) get(ctx context.Context, k *cache) (string, error) {
 	return cl.wait(ctx)
 }
 
-// fresh reports whether e may be used at now; c.mu is held.
-func (c *Client) fresh(e entry, now time.Time) bool {
-	if e.value == "" || now.Sub(e.readAt) >= c.maxAge() {
-		return false
+// fresh reports whether e may be used at now.
+func (e entry) fresh(now time.Time) bool {
+	return e.value != "" && now.Before(e.until)
+}
+
+// nearExpiry reports whether e's value expires within the ExpiryMargin.
+func (c *Client) nearExpiry(e entry, now time.Time) bool {
+	return !e.expires.IsZero() && !now.Before(e.expires.Add(-c.expiryMargin()))
+}
+
+// until is when a value of version, read at now with m beside it (ok:
+// m was read and parsed), is read again: just after its planned rotation
+// (rotation.Rule.ReadAt), and never sooner than MaxAge after now, so that a
+// value near its expiry the API has just answered is not asked for again
+// by every caller (the schedule is behind: the API keeps it valid).
+func (c *Client) until(m rotation.Meta, ok bool, version int64, now time.Time) time.Time {
+	rule := rotation.Rule{Fallback: c.maxAge(), Margin: c.expiryMargin()}
+	at := rule.ReadAt(m, ok, version, now, c.jitter())
+	if floor := now.Add(c.maxAge()); at.Before(floor) {
+		return floor
 	}
-	return e.expires.IsZero() || now.Before(e.expires.Add(-c.expiryMargin()))
+	return at
 }
 
 // read loads the credential from SSM (bounded to 30 s: it runs detached
@@ -160,36 +188,87 @@ func (c *Client) read(ctx context.Context, k *cache, cl *call) {
 	close(cl.done)
 }
 
+// load reads the credential and its rotation meta in one GetParameters
+// request (the meta is a String: one KMS request, for the credential). It
+// asks the API for the current value when nothing is published or the
+// published value is (nearly) expired, unless the API asked to wait.
 func (c *Client) load(ctx context.Context, k *cache) (string, error) {
 	name := c.parameter(k.spec)
-	out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
-	var nf *ssmtypes.ParameterNotFound
-	switch {
-	case errors.As(err, &nf):
-		if c.Endpoint == "" {
-			return "", fmt.Errorf("%w (%s)", noneErr(k.spec), name)
-		}
-		return c.refresh(ctx, k, "")
-	case err != nil:
+	metaName := rotation.Name(name)
+	out, err := c.SSM.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{name, metaName}, WithDecryption: aws.Bool(true)})
+	if err != nil {
 		return "", fmt.Errorf("client: read %s: %w", name, err)
-	case out.Parameter == nil || aws.ToString(out.Parameter.Value) == "":
-		return "", fmt.Errorf("client: read %s: empty parameter", name)
+	}
+	var p *ssmtypes.Parameter
+	var m rotation.Meta
+	ok := false
+	for i := range out.Parameters {
+		switch aws.ToString(out.Parameters[i].Name) {
+		case name:
+			p = &out.Parameters[i]
+		case metaName:
+			m, err = rotation.Decode(aws.ToString(out.Parameters[i].Value))
+			ok = err == nil
+		}
 	}
 	now := c.now()
-	e := entry{value: aws.ToString(out.Parameter.Value), version: out.Parameter.Version, readAt: now}
-	if m := out.Parameter.LastModifiedDate; m != nil && k.spec.ticket == "" {
-		// A token's parameter is written with every new token. A ticket's
-		// is not when WeChat answers the same ticket with a new life, so
-		// its age says nothing of its expiry: MaxAge alone bounds it.
-		e.expires = m.Add(c.lifetime())
+	apiOK := c.Endpoint != "" && !now.Before(c.notBefore(k))
+	switch {
+	case p == nil && c.Endpoint == "":
+		return "", fmt.Errorf("%w (%s)", noneErr(k.spec), name)
+	case p == nil && !apiOK:
+		return "", fmt.Errorf("client: nothing is published at %s, and wxtoken asked to wait until %s before asking again", name, c.notBefore(k).Format(time.RFC3339))
+	case p == nil:
+		return c.ensure(ctx, k)
+	case aws.ToString(p.Value) == "":
+		return "", fmt.Errorf("client: read %s: empty parameter", name)
 	}
-	if !e.expires.IsZero() && !now.Before(e.expires.Add(-c.expiryMargin())) && c.Endpoint != "" {
+	e := entry{value: aws.ToString(p.Value), version: p.Version}
+	switch {
+	case ok && m.Version == p.Version:
+		e.expires = m.ExpiresAt
+	case p.LastModifiedDate != nil && k.spec.ticket == "":
+		// A stack without rotation meta: a token's parameter is written
+		// with every new token, so its age bounds its life. A ticket's is
+		// not rewritten when WeChat extends the same ticket: MaxAge alone
+		// bounds it.
+		e.expires = p.LastModifiedDate.Add(c.lifetime())
+	}
+	if c.nearExpiry(e, now) && apiOK {
 		// The published value is (nearly) expired: the schedule is behind.
 		// The API returns the current one, refreshing it if needed.
-		return c.refresh(ctx, k, "")
+		return c.ensure(ctx, k)
 	}
+	e.until = c.until(m, ok, p.Version, now)
 	c.store(k, e)
 	return e.value, nil
+}
+
+// notBefore is when the API may be asked for the current value again.
+func (c *Client) notBefore(k *cache) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return k.notBefore
+}
+
+// ensure asks the API for the current value. A 429 that carries one is an
+// answer: wxtoken will not refresh now, and the value it holds is the one
+// to use.
+func (c *Client) ensure(ctx context.Context, k *cache) (string, error) {
+	v, err := c.refresh(ctx, k, "")
+	var ae *APIError
+	if v != "" && errors.As(err, &ae) {
+		return v, nil
+	}
+	if v == "" && err != nil && ctx.Err() == nil {
+		c.mu.Lock()
+		k.failure = err
+		if k.notBefore.Before(c.now()) {
+			k.notBefore = c.now().Add(c.maxAge())
+		}
+		c.mu.Unlock()
+	}
+	return v, err
 }
 
 // noneErr is the error of a credential nothing is published for.
@@ -202,15 +281,16 @@ func noneErr(s spec) error {
 
 // store caches e unless a newer value is cached and still fresh (a read
 // that started before an API answer must not replace it). A cached value
-// past its MaxAge is replaced whatever the versions: after the parameter
-// is recreated its versions start at 1 again.
+// past its time is replaced whatever the versions: after the parameter is
+// recreated its versions start at 1 again.
 func (c *Client) store(k *cache, e entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.cached.value != "" && e.version != 0 && e.version < k.cached.version && c.fresh(k.cached, c.now()) {
+	if k.cached.value != "" && e.version != 0 && e.version < k.cached.version && k.cached.fresh(c.now()) {
 		return
 	}
 	k.cached = e
+	k.failure = nil
 }
 
 // refresh asks wxtoken for a value to replace stale; concurrent calls with
@@ -246,6 +326,7 @@ type answer struct {
 	Ticket      string     `json:"ticket"`
 	Version     int64      `json:"version"`
 	ExpiresAt   *time.Time `json:"expires_at"`
+	RotatesAt   *time.Time `json:"rotates_at"`
 	Error       *struct {
 		Code          string `json:"code"`
 		Message       string `json:"message"`
@@ -287,25 +368,50 @@ func (c *Client) post(ctx context.Context, k *cache, stale string) (string, erro
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return "", &APIError{Status: resp.StatusCode, Code: "bad_answer", Message: fmt.Sprintf("not a wxtoken answer (%d bytes)", len(raw))}
 	}
+	var retryAfter time.Duration
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		retryAfter = time.Duration(s) * time.Second
+	}
+	now := c.now()
 	v := k.spec.value(a)
 	if v != "" {
-		e := entry{value: v, version: a.Version, readAt: c.now()}
-		if a.ExpiresAt != nil {
-			e.expires = *a.ExpiresAt
+		c.store(k, c.answered(a, v, now, retryAfter))
+	}
+	if retryAfter > 0 {
+		c.mu.Lock()
+		if wait := now.Add(retryAfter); k.notBefore.Before(wait) {
+			k.notBefore = wait
 		}
-		c.store(k, e)
+		c.mu.Unlock()
 	}
 	if resp.StatusCode == http.StatusOK && v != "" {
 		return v, nil
 	}
-	ae := &APIError{Status: resp.StatusCode, Code: "bad_answer", Message: "no " + k.spec.what() + " in the answer"}
+	ae := &APIError{Status: resp.StatusCode, Code: "bad_answer", Message: "no " + k.spec.what() + " in the answer", RetryAfter: retryAfter}
 	if a.Error != nil {
 		ae.Code, ae.Message, ae.WeChatErrcode = a.Error.Code, a.Error.Message, a.Error.WeChatErrcode
 	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-		ae.RetryAfter = time.Duration(s) * time.Second
-	}
 	return v, ae
+}
+
+// answered is the cache entry of value v in the API's answer a at now:
+// kept until just after its planned rotation (the answer's rotates_at),
+// and at least Retry-After.
+func (c *Client) answered(a answer, v string, now time.Time, retryAfter time.Duration) entry {
+	e := entry{value: v, version: a.Version}
+	var m rotation.Meta
+	ok := a.ExpiresAt != nil && a.RotatesAt != nil && a.Version != 0
+	if a.ExpiresAt != nil {
+		e.expires = *a.ExpiresAt
+	}
+	if ok {
+		m = rotation.Meta{Version: a.Version, ExpiresAt: *a.ExpiresAt, RotatesAt: *a.RotatesAt}
+	}
+	e.until = c.until(m, ok, a.Version, now)
+	if wait := now.Add(retryAfter); e.until.Before(wait) {
+		e.until = wait
+	}
+	return e
 }
 
 // parameter is the credential's SSM parameter name.

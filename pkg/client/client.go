@@ -7,9 +7,14 @@
 //		return callWeChat(ctx, token) // return a *wechat.Error (or any error with ErrCode() int) on errcode != 0
 //	})
 //
-// Token reads the token from SSM Parameter Store (`{prefix}/{app}/access_token`)
-// and caches it in the process, for at most MaxAge and never past the token's
-// expiry less ExpiryMargin; concurrent callers share one read. Refresh calls
+// Token reads the token from SSM Parameter Store (`{prefix}/{app}/access_token`,
+// with its rotation meta `access_token_meta` in the same GetParameters
+// request) and caches it in the process until just after wxtoken's next
+// planned rotation (pkg/rotation: about 15 reads a day), never past the
+// token's expiry less ExpiryMargin, and for MaxAge when the stack publishes
+// no meta; concurrent callers share one read. A token replaced unplanned
+// (forced, or fetched by another classic fetcher) is noticed when WeChat
+// rejects it: Do then refreshes through the API, which answers the new one. Refresh calls
 // wxtoken's HTTP API (POST /v1/apps/{app}/refresh) with the token WeChat
 // rejected, signed with SigV4 for `execute-api`; concurrent refreshes of one
 // stale token share one request. Do runs a WeChat call with the current
@@ -18,7 +23,7 @@
 //
 // Tickets are kept much the same way: Ticket(ctx, ticket.JSAPI) reads
 // `{prefix}/{app}/jsapi_ticket` (wx_card_ticket, agent_config_ticket) with
-// a cache of its own (MaxAge; no expiry guessed from the parameter's age), RefreshTicket asks POST /v1/apps/{app}/tickets/{ticket}/refresh
+// a cache of its own (the same rule; without meta MaxAge, no expiry guessed from the parameter's age), RefreshTicket asks POST /v1/apps/{app}/tickets/{ticket}/refresh
 // for a ticket to replace one a page rejected, and SignURL (wx.config) and
 // SignAgentConfig (WeCom's wx.agentConfig) sign a page URL with the current
 // ticket, and Resign answers a page's "invalid signature"; SignJSSDK and
@@ -35,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,20 +49,26 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 )
 
 // Defaults of the Client's zero fields.
 const (
 	DefaultPrefix = "/wxtoken"
-	// DefaultMaxAge bounds how long a token read from SSM is reused. WeChat
-	// keeps a classic token valid for 5 minutes after it is superseded, so
-	// a process never holds a superseded token past its grace.
+	// DefaultMaxAge bounds how long a value read from SSM is reused when
+	// the stack publishes no rotation meta for it (WeChat keeps a classic
+	// token valid for 5 minutes after it is superseded, so a process never
+	// holds a superseded token past its grace), and is the least time a
+	// value the API answered is kept, or the API left alone after an error
+	// answer without Retry-After.
 	DefaultMaxAge = time.Minute
 	// DefaultExpiryMargin: a token is treated as expired this long before
 	// its expiry.
 	DefaultExpiryMargin = 2 * time.Minute
-	// DefaultLifetime is the life assumed for a token read from SSM, counted
-	// from the parameter's last modification (WeChat's tokens live 7200 s).
+	// DefaultLifetime is the life assumed for a token read from SSM without
+	// rotation meta, counted from the parameter's last modification
+	// (WeChat's tokens live 7200 s).
 	DefaultLifetime = 7200 * time.Second
 )
 
@@ -64,9 +76,10 @@ const (
 // and the client has no API endpoint to ask for one.
 var ErrNoToken = errors.New("client: no token published for the app")
 
-// SSM is the subset of the SSM client the Client calls.
+// SSM is the subset of the SSM client the Client calls: one GetParameters
+// per read, for a credential and its rotation meta.
 type SSM interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
 }
 
 // Client gets one app's token. Set App, SSM and (for Refresh and Do)
@@ -91,6 +104,10 @@ type Client struct {
 	// Now is the cache's clock; nil means time.Now. Signatures always use
 	// the wall clock.
 	Now func() time.Time
+	// Jitter spreads a fleet's reads after a planned rotation: each read
+	// falls this long after rotation.Lag; nil means uniformly random in
+	// [0, rotation.Jitter). Set it for a reproducible simulation.
+	Jitter func() time.Duration
 
 	mu     sync.Mutex
 	caches map[spec]*cache // the token's and each ticket's, made on first use
@@ -173,29 +190,10 @@ func TokenInvalid(errcode int) bool {
 	return errcode == 40001 || errcode == 40014 || errcode == 42001
 }
 
-// Do runs fn with the current token. When fn's error carries a
-// token-invalid errcode (an error in its chain has an ErrCode() int method,
-// as *wechat.Error has), Do refreshes once with the failing token and runs
-// fn once more with the new one. It returns fn's error, or the refresh
-// error joined with it.
+// Do runs fn with the current token and, when WeChat rejects it, once more
+// with a fresh one: the package-level Do with c as the Source.
 func (c *Client) Do(ctx context.Context, fn func(ctx context.Context, token string) error) error {
-	tok, err := c.Token(ctx)
-	if err != nil {
-		return err
-	}
-	err = fn(ctx, tok)
-	var ec errCoder
-	if err == nil || !errors.As(err, &ec) || !TokenInvalid(ec.ErrCode()) {
-		return err
-	}
-	fresh, rerr := c.Refresh(ctx, tok)
-	if fresh == "" || fresh == tok {
-		if rerr == nil {
-			rerr = errors.New("client: wxtoken returned the same token")
-		}
-		return errors.Join(err, rerr)
-	}
-	return fn(ctx, fresh)
+	return Do(ctx, c, fn)
 }
 
 func (c *Client) now() time.Time {
@@ -203,6 +201,13 @@ func (c *Client) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+func (c *Client) jitter() time.Duration {
+	if c.Jitter != nil {
+		return c.Jitter()
+	}
+	return rand.N(rotation.Jitter)
 }
 
 func (c *Client) maxAge() time.Duration {

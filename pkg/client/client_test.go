@@ -15,7 +15,9 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
@@ -57,20 +59,21 @@ func (l *local) signedOnly() {
 	}
 }
 
-// countingSSM counts GetParameter calls and, when gate is set, holds each
-// one until gate is closed.
+// countingSSM counts GetParameters calls (a read of a credential and its
+// rotation meta) and, when gate is set, holds each one until gate is
+// closed.
 type countingSSM struct {
 	client.SSM
 	n    *atomic.Int32
 	gate chan struct{}
 }
 
-func (c countingSSM) GetParameter(ctx context.Context, in *ssm.GetParameterInput, o ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
+func (c countingSSM) GetParameters(ctx context.Context, in *ssm.GetParametersInput, o ...func(*ssm.Options)) (*ssm.GetParametersOutput, error) {
 	c.n.Add(1)
 	if c.gate != nil {
 		<-c.gate
 	}
-	return c.SSM.GetParameter(ctx, in, o...)
+	return c.SSM.GetParameters(ctx, in, o...)
 }
 
 func (l *local) client(app string, now func() time.Time) *client.Client {
@@ -78,6 +81,16 @@ func (l *local) client(app string, now func() time.Time) *client.Client {
 		App: app, SSM: countingSSM{ssm.NewFromConfig(l.cfg), &l.reads, nil}, Prefix: l.Prefix,
 		Endpoint: l.APIURL, Credentials: creds, Region: region, Now: now,
 	}
+}
+
+// meta reads app's token's rotation meta.
+func (l *local) meta(key string) rotation.Meta {
+	l.t.Helper()
+	m, err := tokenstore.New(ssm.NewFromConfig(l.cfg), l.Prefix, "").GetMeta(context.Background(), key)
+	if err != nil {
+		l.t.Fatalf("read the rotation meta of %s: %v", key, err)
+	}
+	return m
 }
 
 func (l *local) publish() string {
@@ -136,11 +149,23 @@ func TestTokenIsReadOnceAndCached(t *testing.T) {
 	if _, err := c.Token(context.Background()); err != nil || l.reads.Load() != 1 {
 		t.Errorf("a cached token was read again (%d reads, %v)", l.reads.Load(), err)
 	}
+	// wxtoken publishes when the token will change (rotation meta): no
+	// read before that, however long; the first after it reads, while the
+	// token it replaces is still valid (a classic token 5 minutes more).
+	m := l.meta("shop")
+	for _, at := range []time.Time{now.Add(client.DefaultMaxAge), m.RotatesAt.Add(-time.Second)} {
+		mu.Lock()
+		now = at
+		mu.Unlock()
+		if _, err := c.Token(context.Background()); err != nil || l.reads.Load() != 1 {
+			t.Errorf("%v before the planned rotation: %d reads (%v), want 1", m.RotatesAt.Sub(at), l.reads.Load(), err)
+		}
+	}
 	mu.Lock()
-	now = now.Add(client.DefaultMaxAge)
+	now = m.RotatesAt.Add(rotation.Lag + rotation.Jitter)
 	mu.Unlock()
 	if _, err := c.Token(context.Background()); err != nil || l.reads.Load() != 2 {
-		t.Errorf("after MaxAge: %d reads (%v), want 2: a superseded token must not outlive its grace", l.reads.Load(), err)
+		t.Errorf("after the planned rotation: %d reads (%v), want 2", l.reads.Load(), err)
 	}
 	if l.Requests.Load() != 0 {
 		t.Errorf("%d API requests for reading a published token, want 0", l.Requests.Load())

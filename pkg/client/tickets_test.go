@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/ticket"
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
@@ -60,11 +64,14 @@ func TestTicketIsReadOnceAndCached(t *testing.T) {
 			if n := l.sb.CheckTicket(tt.app.AppID, sandboxType(tt.app.Kind, tt.t), published); n != 0 {
 				t.Errorf("WeChat rejects the ticket: %d", n)
 			}
-			mu.Lock()
-			now = now.Add(client.DefaultMaxAge)
-			mu.Unlock()
-			if _, err := c.Ticket(context.Background(), tt.t); err != nil || l.reads.Load() != 2 {
-				t.Errorf("after MaxAge: %d reads (%v), want 2", l.reads.Load(), err)
+			m := l.meta(registry.Credential{App: tt.app.Name, Ticket: tt.t}.Key())
+			for i, at := range []time.Time{now.Add(client.DefaultMaxAge), m.RotatesAt.Add(rotation.Lag + rotation.Jitter)} {
+				mu.Lock()
+				now = at
+				mu.Unlock()
+				if _, err := c.Ticket(context.Background(), tt.t); err != nil || l.reads.Load() != int32(1+i) {
+					t.Errorf("%v after the planned rotation: %d reads (%v), want %d", at.Sub(m.RotatesAt), l.reads.Load(), err, 1+i)
+				}
 			}
 			if l.Requests.Load() != requests {
 				t.Error("reading a published ticket called the API")
@@ -166,27 +173,48 @@ func TestTicketRefused(t *testing.T) {
 // TestTicketAgeIsNotItsExpiry: a refresh that gets the same ticket back
 // (what integrators report WeChat does, with a full expires_in) leaves the
 // parameter untouched, so its LastModifiedDate says nothing of the ticket's
-// expiry: a ticket read 3 hours after its publication is used and cached,
-// without asking the API, and without an API it is still cached.
+// expiry; its rotation meta does. A ticket extended that way and read 3
+// hours after its publication is used and cached without asking the API;
+// and without meta (a stack before it), with or without an API, it is
+// still cached, for MaxAge.
 func TestTicketAgeIsNotItsExpiry(t *testing.T) {
 	app := shop()
 	app.Tickets = registry.TicketSetOf(ticket.JSAPI)
 	l := newLocal(t, app)
 	published := l.PublishTicket("shop", ticket.JSAPI)
-	later := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	key := registry.Credential{App: "shop", Ticket: ticket.JSAPI}.Key()
+	// The schedule's planned rotation: the sandbox answers the same
+	// ticket with a new life (its default rotation). The meta's times are
+	// whole seconds, rounded down.
+	l.sb.Clock().Set(l.meta(key).RotatesAt.Add(time.Second))
+	if _, err := l.Refresher.RefreshDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l.PublishedTicket("shop", ticket.JSAPI) != published {
+		t.Fatal("the sandbox issued another ticket; this test needs the same one extended")
+	}
+	l.sb.Clock().Set(l.sb.Now().Add(80 * time.Minute)) // 3 h after the publish
 	requests := l.Requests.Load()
-	for _, endpoint := range []string{l.APIURL, ""} {
-		c := l.client("shop", later)
-		c.Endpoint = endpoint
+	read := func(name string, c *client.Client) {
+		t.Helper()
 		l.reads.Store(0)
 		for range 3 {
 			if got, err := c.Ticket(context.Background(), ticket.JSAPI); err != nil || got != published {
-				t.Fatalf("endpoint %q: %v (the published ticket: %v)", endpoint, err, got == published)
+				t.Fatalf("%s: %v (the published ticket: %v)", name, err, got == published)
 			}
 		}
 		if n := l.reads.Load(); n != 1 {
-			t.Errorf("endpoint %q: 3 reads of a ticket published 3 hours ago made %d SSM reads, want 1 (cached)", endpoint, n)
+			t.Errorf("%s: 3 reads of a ticket published 3 hours ago made %d SSM reads, want 1 (cached)", name, n)
 		}
+	}
+	read("with meta", l.client("shop", l.sb.Now))
+	if _, err := ssm.NewFromConfig(l.cfg).DeleteParameter(context.Background(), &ssm.DeleteParameterInput{Name: aws.String(l.Prefix + "/shop/jsapi_ticket_meta")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, endpoint := range []string{l.APIURL, ""} {
+		c := l.client("shop", l.sb.Now)
+		c.Endpoint = endpoint
+		read(fmt.Sprintf("without meta, endpoint %q", endpoint), c)
 	}
 	if n := l.Requests.Load() - requests; n != 0 {
 		t.Errorf("%d API requests for a published ticket, want 0", n)

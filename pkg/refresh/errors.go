@@ -92,6 +92,9 @@ type Result struct {
 	// Refreshed reports that the token is newer than the one the caller
 	// presented (or that a WeChat call was made for it).
 	Refreshed bool
+	// RotatesAt is when the schedule plans to replace it (rotation.Meta's
+	// RotatesAt); zero when ExpiresAt is unknown.
+	RotatesAt time.Time
 }
 
 // String implements fmt.Stringer without the token.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
@@ -322,6 +323,9 @@ func (t *txn) commit(tok wechat.Token, drift bool) (Result, error) {
 		r.observe(t.ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeUnchanged, CallsToday: calls, Drift: drift})
 		res := t.cur
 		res.ExpiresAt = tok.ExpiresAt
+		// The same value with a new life (a ticket WeChat extends): the
+		// parameter is not rewritten, its schedule is.
+		t.announce(t.cur.Version, tok.ExpiresAt)
 		return res, nil
 	}
 	return t.publish(tok, gen, calls, drift)
@@ -346,11 +350,27 @@ func (t *txn) publish(tok wechat.Token, gen int64, calls int, drift bool) (Resul
 	if err := r.Leases.Confirm(t.work, a.Name, gen, version, r.now()); err != nil {
 		t.log.ErrorContext(t.ctx, "could not record the published version", "error", err.Error(), "version", version)
 	}
+	t.announce(version, tok.ExpiresAt)
 	t.log.InfoContext(t.ctx, "token refreshed", "event", "refreshed", "generation", gen, "version", version,
 		"fingerprint", tok.Fingerprint(), "expires_at", tok.ExpiresAt, "calls_today", calls)
 	r.observe(t.ctx, Event{App: a.Name, Reason: q.kind.String(), Outcome: OutcomeRefreshed, CallsToday: calls, Drift: drift})
 	res.Version = version
 	return res, nil
+}
+
+// announce publishes the schedule of the value SSM holds at version (which
+// expires at expiresAt) beside it, for consumers (rotation.Meta). A failure
+// is logged and nothing more: consumers that find no meta of that version
+// fall back to reading every minute, and the next publish writes it again.
+func (t *txn) announce(version int64, expiresAt time.Time) {
+	if version == 0 || expiresAt.IsZero() {
+		return
+	}
+	r, a := t.r, t.a
+	m := rotation.Meta{Version: version, ExpiresAt: expiresAt, RotatesAt: rotatesAt(r.policy(), a, expiresAt)}
+	if err := r.Store.PutMeta(t.work, a.Name, m); err != nil {
+		t.log.WarnContext(t.ctx, "could not publish the rotation meta; consumers read every minute until the next publish", "error", err.Error(), "version", version)
+	}
 }
 
 // reconcile repairs SSM when it disagrees with the committed generation (P4):
@@ -391,6 +411,7 @@ func (t *txn) reconcile(cur Result) (Result, error) {
 		return committed, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
 	}
 	t.st.Version = v
+	t.announce(v, st.ExpiresAt)
 	t.log.WarnContext(t.ctx, "repaired SSM: it held a token other than the committed one", "event", "repaired",
 		"found_fingerprint", wechat.Fingerprint(cur.Token), "committed_fingerprint", st.Fingerprint, "version", v)
 	return Result{App: a.Name, Token: good, Version: v, ExpiresAt: st.ExpiresAt}, nil
@@ -423,6 +444,7 @@ func (t *txn) publishPending(cur Result) (Result, error) {
 		t.log.ErrorContext(t.ctx, "could not record the published version", "error", err.Error(), "version", v)
 	}
 	t.st.Version, t.st.Pending = v, ""
+	t.announce(v, st.ExpiresAt)
 	t.log.InfoContext(t.ctx, "published the sealed token of an earlier refresh", "event", "published_pending",
 		"generation", st.Generation, "version", v, "fingerprint", wechat.Fingerprint(tok))
 	held.Version = v

@@ -315,16 +315,26 @@ func due(cfg policyConfig, a registry.App, st lease.State, publishedOK bool, exp
 		return DueAccount
 	case st.Mode != string(a.Mode):
 		return DueMode
-	case a.Mode == registry.Stable:
-		if !now.Before(expiresAt.Add(-(cfg.stableWindow - cfg.stableSlack))) {
-			return DueExpiry
-		}
-	default:
-		if !now.Before(expiresAt.Add(-a.RefreshMargin)) {
-			return DueExpiry
-		}
+	case !now.Before(rotatesAt(cfg, a, expiresAt)):
+		return DueExpiry
 	}
 	return NotDue
+}
+
+// rotatesAt is when the schedule replaces a value of a (the credential's
+// rules) that expires at expiresAt: in stable mode inside WeChat's final
+// window (less a slack for the schedule's period), otherwise RefreshMargin
+// before it expires. Zero for an unknown expiry. Consumers read it
+// (rotation.Meta) to know when to read again.
+func rotatesAt(cfg policyConfig, a registry.App, expiresAt time.Time) time.Time {
+	switch {
+	case expiresAt.IsZero():
+		return time.Time{}
+	case a.Mode == registry.Stable:
+		return expiresAt.Add(-(cfg.stableWindow - cfg.stableSlack))
+	default:
+		return expiresAt.Add(-a.RefreshMargin)
+	}
 }
 
 // dailyFor is how many credential calls a scheduled refresh needs in a

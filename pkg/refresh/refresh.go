@@ -36,6 +36,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/lease"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
@@ -52,6 +53,7 @@ type Store interface {
 	GetVersion(ctx context.Context, app string, version int64) (string, error)
 	Version(ctx context.Context, app string) (int64, error)
 	Put(ctx context.Context, app, token string) (int64, error)
+	PutMeta(ctx context.Context, key string, m rotation.Meta) error
 	Secret(ctx context.Context, app string) (string, int64, error)
 	SecretVersion(ctx context.Context, app string) (int64, error)
 }
@@ -213,12 +215,32 @@ func (r *Refresher) RefreshTicket(ctx context.Context, app string, ticket regist
 	return res, err
 }
 
-// refresh serves Refresh and RefreshTicket for the credential of app.
+// refresh serves Refresh and RefreshTicket for the credential of app. The
+// answer, and the current value a refusal carries, say when the schedule
+// plans to replace the value.
 func (r *Refresher) refresh(ctx context.Context, app string, ticket registry.Ticket, stale string) (Result, error) {
 	c, err := r.credential(ctx, app, ticket)
 	if err != nil {
 		return Result{}, err
 	}
+	res, err := r.serve(ctx, c, stale)
+	return r.scheduled(c, res, err)
+}
+
+// scheduled sets RotatesAt on res and on the current value of a refusal.
+func (r *Refresher) scheduled(c cred, res Result, err error) (Result, error) {
+	a := c.rules()
+	res.RotatesAt = rotatesAt(r.policy(), a, res.ExpiresAt)
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		refused.Current.RotatesAt = rotatesAt(r.policy(), a, refused.Current.ExpiresAt)
+	}
+	return res, err
+}
+
+// serve answers a caller that wants c's value (stale: the value it claims
+// WeChat rejected).
+func (r *Refresher) serve(ctx context.Context, c cred, stale string) (Result, error) {
 	a := c.rules()
 	q := request{kind: ensure, stale: stale}
 	if stale != "" {
@@ -308,7 +330,8 @@ func (r *Refresher) ForceRefresh(ctx context.Context, app string) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	return r.run(ctx, c, request{kind: force})
+	res, err := r.run(ctx, c, request{kind: force})
+	return r.scheduled(c, res, err)
 }
 
 func (r *Refresher) app(ctx context.Context, name string) (registry.App, error) {

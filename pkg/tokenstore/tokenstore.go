@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 )
 
 // ErrNotFound means the parameter (or the requested version of it) does not
@@ -90,6 +91,42 @@ func (s *Store) Put(ctx context.Context, app, token string) (int64, error) {
 		return 0, fmt.Errorf("tokenstore: put %s: %w", name, translate(err))
 	}
 	return out.Version, nil
+}
+
+// MetaName returns the parameter name of a credential's rotation.Meta, the
+// non-secret sibling of TokenName(key).
+func (s *Store) MetaName(key string) string { return rotation.Name(s.TokenName(key)) }
+
+// PutMeta publishes m, what consumers need to schedule their reads of the
+// credential key, as a String parameter beside it (not secret: no KMS call
+// to write or read it).
+func (s *Store) PutMeta(ctx context.Context, key string, m rotation.Meta) error {
+	name := s.MetaName(key)
+	if _, err := s.client.PutParameter(ctx, &ssm.PutParameterInput{
+		Name:      aws.String(name),
+		Value:     aws.String(m.Encode()),
+		Type:      types.ParameterTypeString,
+		Overwrite: aws.Bool(true),
+		Tier:      types.ParameterTierStandard,
+	}); err != nil {
+		return fmt.Errorf("tokenstore: put %s: %w", name, translate(err))
+	}
+	return nil
+}
+
+// GetMeta reads the credential key's rotation.Meta; an error wrapping
+// ErrNotFound when none is published.
+func (s *Store) GetMeta(ctx context.Context, key string) (rotation.Meta, error) {
+	name := s.MetaName(key)
+	v, _, err := s.get(ctx, name, false)
+	if err != nil {
+		return rotation.Meta{}, err
+	}
+	m, err := rotation.Decode(v)
+	if err != nil {
+		return rotation.Meta{}, fmt.Errorf("tokenstore: get %s: %w", name, err)
+	}
+	return m, nil
 }
 
 // Get returns the app's current token and its Version.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 )
 
@@ -21,7 +22,10 @@ type Store interface {
 	Version(ctx context.Context, app string) (int64, error)
 	Secret(ctx context.Context, app string) (string, int64, error)
 	SecretVersion(ctx context.Context, app string) (int64, error)
+	PutMeta(ctx context.Context, key string, m rotation.Meta) error
+	GetMeta(ctx context.Context, key string) (rotation.Meta, error)
 	TokenName(app string) string
+	MetaName(key string) string
 	SecretName(app string) string
 }
 
@@ -80,6 +84,32 @@ func contractCases() []contractCase {
 				if got := s.TokenName(c.key); got != prefix+c.leaf {
 					t.Errorf("TokenName(%s) = %s, want %s", c.key, got, prefix+c.leaf)
 				}
+			}
+		}},
+		{"a credential's meta is a parameter of its own beside it", func(t *testing.T, ctx context.Context, s Subject) {
+			if got, want := s.MetaName("shop#jsapi"), s.TokenName("shop#jsapi")+"_meta"; got != want {
+				t.Errorf("MetaName = %s, want %s", got, want)
+			}
+			if _, err := s.GetMeta(ctx, "shop"); !errors.Is(err, tokenstore.ErrNotFound) {
+				t.Errorf("GetMeta before any PutMeta: %v, want ErrNotFound", err)
+			}
+			put(t, ctx, s, "shop", token(1))
+			exp := time.Date(2026, 12, 1, 21, 47, 0, 0, time.UTC)
+			for i, m := range []rotation.Meta{
+				{Version: 1, ExpiresAt: exp, RotatesAt: exp.Add(-20 * time.Minute)},
+				{Version: 1, ExpiresAt: exp.Add(time.Hour), RotatesAt: exp.Add(40 * time.Minute)},
+			} {
+				if err := s.PutMeta(ctx, "shop", m); err != nil {
+					t.Fatalf("PutMeta #%d: %v", i+1, err)
+				}
+				if got, err := s.GetMeta(ctx, "shop"); err != nil || got != m {
+					t.Errorf("GetMeta after PutMeta #%d = %+v, %v; want %+v", i+1, got, err, m)
+				}
+			}
+			// The meta is not the credential, and leaves its versions alone.
+			wantCurrent(t, ctx, s, "shop", token(1), 1)
+			if _, err := s.GetMeta(ctx, "shop#jsapi"); !errors.Is(err, tokenstore.ErrNotFound) {
+				t.Errorf("the ticket's meta before any: %v, want ErrNotFound", err)
 			}
 		}},
 		{"a ticket is a parameter of its own beside the token", func(t *testing.T, ctx context.Context, s Subject) {

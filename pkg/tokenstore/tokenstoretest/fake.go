@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/faulthook"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 )
@@ -41,6 +42,8 @@ const (
 	OpVersion       Op = "Version"
 	OpSecret        Op = "Secret"
 	OpSecretVersion Op = "SecretVersion"
+	OpPutMeta       Op = "PutMeta"
+	OpGetMeta       Op = "GetMeta"
 )
 
 // Fault is what a Fake's fault hook wants a call to do instead of answering
@@ -107,6 +110,9 @@ func (f *Fake) TokenName(key string) string {
 	return f.prefix + "/" + c.App + "/" + c.ParameterLeaf()
 }
 
+// MetaName returns the parameter name of a credential's rotation.Meta.
+func (f *Fake) MetaName(key string) string { return rotation.Name(f.TokenName(key)) }
+
 // SecretName returns the parameter name of an app's secret.
 func (f *Fake) SecretName(app string) string { return f.prefix + "/" + app + "/secret" }
 
@@ -155,6 +161,37 @@ func (f *Fake) Put(ctx context.Context, app, token string) (int64, error) {
 		return 0, fmt.Errorf("tokenstore: put %s: %w", name, ft.Err)
 	}
 	return v, nil
+}
+
+// PutMeta publishes the credential key's rotation.Meta beside it.
+func (f *Fake) PutMeta(ctx context.Context, key string, m rotation.Meta) error {
+	name := f.MetaName(key)
+	ft, err := f.begin(ctx, OpPutMeta, key)
+	if err != nil {
+		return fmt.Errorf("tokenstore: put %s: %w", name, err)
+	}
+	if _, err := f.put(name, m.Encode()); err != nil {
+		return fmt.Errorf("tokenstore: put %s: %w", name, err)
+	}
+	if ft.Err != nil {
+		return fmt.Errorf("tokenstore: put %s: %w", name, ft.Err)
+	}
+	return nil
+}
+
+// GetMeta reads the credential key's rotation.Meta; an error wrapping
+// tokenstore.ErrNotFound when none is published.
+func (f *Fake) GetMeta(ctx context.Context, key string) (rotation.Meta, error) {
+	name := f.MetaName(key)
+	v, _, err := f.get(ctx, OpGetMeta, key, name, 0)
+	if err != nil {
+		return rotation.Meta{}, err
+	}
+	m, err := rotation.Decode(v)
+	if err != nil {
+		return rotation.Meta{}, fmt.Errorf("tokenstore: get %s: %w", name, err)
+	}
+	return m, nil
 }
 
 // errEmptyValue is SSM's answer to an empty value.
