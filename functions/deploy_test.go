@@ -887,12 +887,16 @@ func (d *deployment) checkConsumerPolicy(t *testing.T) {
 	}
 	for _, action := range []string{"ssm:GetParameter", "ssm:GetParameters"} {
 		ssmRes := actions[action]
-		ok := len(ssmRes) == len(leaves)
-		for i := 0; ok && i < len(leaves); i++ {
-			ok = strings.HasPrefix(ssmRes[i], "arn:aws:ssm:"+region+":") && strings.HasSuffix(ssmRes[i], ":parameter"+d.prefix+"/*/"+leaves[i])
+		want := leaves
+		if action == "ssm:GetParameter" {
+			want = leaves[:4] // the schedule is read with its credential only
+		}
+		ok := len(ssmRes) == len(want)
+		for i := 0; ok && i < len(want); i++ {
+			ok = strings.HasPrefix(ssmRes[i], "arn:aws:ssm:"+region+":") && strings.HasSuffix(ssmRes[i], ":parameter"+d.prefix+"/*/"+want[i])
 		}
 		if !ok {
-			t.Errorf("%s on %v, want the published tokens and tickets and their meta (%v) under %s only", action, ssmRes, leaves, d.prefix)
+			t.Errorf("%s on %v, want %v under %s only", action, ssmRes, want, d.prefix)
 		}
 	}
 	api := actions["execute-api:Invoke"]

@@ -1,44 +1,96 @@
 // wxtoken consumer in Node.js (AWS SDK for JavaScript v3): read the token,
 // refresh it when WeChat rejects it, and sign a page URL for the JS-SDK with
-// the jsapi ticket.
+// the jsapi ticket. It reads SSM only when something can have changed: the
+// token and its schedule (the `_meta` parameter) come in one GetParameters
+// request, and the token is kept until just after wxtoken's next planned
+// rotation.
 //
 // Run: node consumer.js API_URL APP [PREFIX]   (the test in consumers_test.go does)
+// Use: const { wxtoken } = require("./consumer");  (the co-wechat-api adapter does)
 
 // --- README begin (node)
 const crypto = require("node:crypto");
-const { SSMClient, GetParameterCommand } = require("@aws-sdk/client-ssm");
+const { SSMClient, GetParametersCommand } = require("@aws-sdk/client-ssm");
 const { SignatureV4 } = require("@smithy/signature-v4");
 const { Sha256 } = require("@aws-crypto/sha256-js");
 const { defaultProvider } = require("@aws-sdk/credential-provider-node");
 
-const region = process.env.AWS_REGION;
-const ssm = new SSMClient({ region });
+const MINUTE = 60_000;
+const REJECTED = [40001, 40014, 42001]; // WeChat's answers to a token it no longer takes
 
-// The published token (cache it for a minute at most).
-async function getToken(app, prefix = "/wxtoken") {
-  const out = await ssm.send(new GetParameterCommand({ Name: `${prefix}/${app}/access_token`, WithDecryption: true }));
-  return out.Parameter.Value;
-}
-
-// Ask wxtoken for a token to replace the one WeChat rejected (40001/40014/42001).
-async function refresh(apiUrl, app, staleToken) {
-  const url = new URL(`${apiUrl}/v1/apps/${app}/refresh`);
-  const body = JSON.stringify({ stale_token: staleToken });
+// wxtoken({ apiUrl, app }) is an app's token (and tickets) from wxtoken: token(), refresh(stale),
+// call(fn), ticket("jsapi"|"wx_card"|"agent_config"), refreshTicket(type, stale). The region is
+// the API's (from its URL, else AWS_REGION): SSM is read and requests are signed there.
+function wxtoken({ apiUrl, app, prefix = "/wxtoken", now = Date.now,
+  region = /\.execute-api\.([a-z0-9-]+)\./.exec(new URL(apiUrl).hostname)?.[1] ?? process.env.AWS_REGION,
+  ssm = new SSMClient({ region }) }) {
   const signer = new SignatureV4({ service: "execute-api", region, credentials: defaultProvider(), sha256: Sha256 });
-  const signed = await signer.sign({
-    method: "POST", protocol: url.protocol, hostname: url.hostname, port: url.port, path: url.pathname,
-    headers: { host: url.host, "content-type": "application/json" }, body,
-  });
-  const resp = await fetch(url, { method: "POST", headers: signed.headers, body });
-  const answer = await resp.json();
-  if (!resp.ok) throw new Error(`wxtoken answered ${resp.status}: ${answer.error?.code}`);
-  return answer.access_token;
-}
+  const cache = new Map(), pending = new Map(), retryAt = new Map();
+  const once = (key, fn) => pending.get(key) ?? pending.set(key, fn().finally(() => pending.delete(key))).get(key);
+  const name = (t) => `${prefix}/${app}/${t ? `${t}_ticket` : "access_token"}`; // t: a ticket type, "" for the token
 
-// A published ticket: jsapi, wx_card or agent_config (cache it like the token).
-async function getTicket(app, ticket = "jsapi", prefix = "/wxtoken") {
-  const out = await ssm.send(new GetParameterCommand({ Name: `${prefix}/${app}/${ticket}_ticket`, WithDecryption: true }));
-  return out.Parameter.Value;
+  // Keep a value until just after the next planned rotation (plus up to a minute of jitter to spread
+  // a fleet's reads), never within 2 min of its expiry; 60 s if the schedule (m: the meta or an API
+  // answer) is not this value's or the rotation is already due. An API answer is kept `min` at least.
+  function keep(t, value, version, m, min = 0) {
+    const at = now(), rotates = Date.parse(m?.rotates_at), expires = Date.parse(m?.expires_at);
+    let until = at + MINUTE;
+    if (m?.version === version && at < rotates && rotates < expires) {
+      until = Math.min(rotates + MINUTE + Math.random() * MINUTE, expires - 2 * MINUTE);
+    }
+    cache.set(name(t), { value, until: Math.max(until, at + min) });
+    return value;
+  }
+
+  // The value: cached, or read with its meta in one request. Nothing published, or a value about to
+  // expire (wxtoken's schedule is stuck): ask the API.
+  async function get(t) {
+    const c = cache.get(name(t));
+    if (c && now() < c.until) return c.value;
+    return once(name(t), async () => {
+      const out = await ssm.send(new GetParametersCommand({ Names: [name(t), `${name(t)}_meta`], WithDecryption: true }));
+      const p = out.Parameters?.find((x) => x.Name === name(t));
+      let m;
+      try { m = JSON.parse(out.Parameters?.find((x) => x.Name === `${name(t)}_meta`)?.Value); } catch { m = undefined; }
+      if (!p || (m?.version === p.Version && now() >= Date.parse(m.expires_at) - 2 * MINUTE)) return refresh(t, "");
+      return keep(t, p.Value, p.Version, m);
+    });
+  }
+
+  // Ask wxtoken for the value that replaces stale (WeChat rejected it; "" when there is none) and keep
+  // its answer at least a minute. A 429 carries the current value: use it, ask again after Retry-After.
+  async function refresh(t, stale) {
+    const c = cache.get(name(t));
+    if (c && now() < (retryAt.get(name(t)) ?? 0)) return c.value;
+    return once(`${name(t)} ${stale}`, async () => {
+      const url = new URL(`${apiUrl}/v1/apps/${app}/${t ? `tickets/${t}/refresh` : "refresh"}`);
+      const body = JSON.stringify(stale ? { [t ? "stale_ticket" : "stale_token"]: stale } : {});
+      const signed = await signer.sign({
+        method: "POST", protocol: url.protocol, hostname: url.hostname, port: url.port, path: url.pathname,
+        headers: { host: url.host, "content-type": "application/json" }, body,
+      });
+      const resp = await fetch(url, { method: "POST", headers: signed.headers, body });
+      const answer = await resp.json();
+      const value = answer[t ? "ticket" : "access_token"];
+      if (resp.status === 429) retryAt.set(name(t), now() + 1000 * (Number(resp.headers.get("retry-after")) || 60));
+      if (!value || !(resp.ok || resp.status === 429)) throw new Error(`wxtoken answered ${resp.status}: ${answer.error?.code}`);
+      return keep(t, value, answer.version, answer, MINUTE);
+    });
+  }
+
+  return {
+    token: () => get(""),
+    refresh: (staleToken) => refresh("", staleToken),
+    ticket: (type = "jsapi") => get(type),
+    refreshTicket: (type, staleTicket) => refresh(type, staleTicket),
+    // call(fn): fn(token) makes a WeChat call and returns its JSON answer; when WeChat rejects the
+    // token, call asks wxtoken for the one that replaces it and calls fn once more.
+    async call(fn) {
+      const token = await get("");
+      const answer = await fn(token);
+      return REJECTED.includes(answer?.errcode) ? fn(await refresh("", token)) : answer;
+    },
+  };
 }
 
 // wx.config's signature of a page URL (JS-SDK 附录1; WeCom's wx.agentConfig alike).
@@ -48,22 +100,27 @@ function signUrl(jsapiTicket, pageUrl, nonceStr = crypto.randomBytes(8).toString
   const signature = crypto.createHash("sha1").update(plain).digest("hex");
   return { nonceStr, timestamp, url, signature };
 }
+
+module.exports = { wxtoken, signUrl, REJECTED };
 // --- README end (node)
 
 // WeChat's worked example (附录1): its signature is 0f9de62fce790f9a083d5c99e95740ceb90c27ed.
 const EXAMPLE = ["sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg",
   "http://mp.weixin.qq.com?params=value", "Wm3WZYTPz0wzccnW", 1414587457];
 
-(async () => {
-  const [apiUrl, app, prefix = "/wxtoken"] = process.argv.slice(2);
-  const token = await getToken(app, prefix);
-  const fresh = await refresh(apiUrl, app, token);
-  const ticket = await getTicket(app, "jsapi", prefix);
-  const signed = signUrl(ticket, "https://shop.example/pay?order=42#top");
-  const example = signUrl(...EXAMPLE).signature;
-  // The test compares the values itself; nothing else is printed.
-  process.stdout.write(JSON.stringify({ token, fresh, ticket, signed, example }));
-})().catch((err) => {
-  console.error(err.message);
-  process.exit(1);
-});
+if (require.main === module) {
+  (async () => {
+    const [apiUrl, app, prefix = "/wxtoken"] = process.argv.slice(2);
+    const shop = wxtoken({ apiUrl, app, prefix });
+    const token = await shop.token();
+    const fresh = await shop.refresh(token); // as after WeChat rejected it
+    const ticket = await shop.ticket("jsapi");
+    const signed = signUrl(ticket, "https://shop.example/pay?order=42#top");
+    const example = signUrl(...EXAMPLE).signature;
+    // The test compares the values itself; nothing else is printed.
+    process.stdout.write(JSON.stringify({ token, fresh, ticket, signed, example }));
+  })().catch((err) => {
+    console.error(err.message);
+    process.exit(1);
+  });
+}

@@ -1,46 +1,137 @@
-"""wxtoken consumer in Python (boto3): read the token, refresh it when WeChat rejects it,
-and sign a page URL for the JS-SDK with the jsapi ticket.
+"""wxtoken consumer in Python (boto3): read the token (and a ticket) only when something can
+have changed, refresh it when WeChat rejects it, and sign a page URL for the JS-SDK.
 
 Run: python3 consumer.py API_URL APP [PREFIX]   (the test in consumers_test.go does)
+Import it (the wechatpy adapter does): nothing runs at import time.
 """
 import sys
 
 # --- README begin (python)
+import calendar
+import functools
 import hashlib
 import json
+import random
+import re
 import secrets
 import time
+import urllib.error
 import urllib.request
 
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-session = boto3.Session()
-ssm = session.client("ssm")
+REJECTED = (40001, 40014, 42001)  # WeChat's errcodes for a token it no longer accepts
+clock = time.time                 # replaceable in tests
+_cache = {}                       # (prefix, app, kind) -> {"value", "until", "retry_at"}
 
 
-def get_token(app, prefix="/wxtoken"):
-    """The published token (cache it for a minute at most)."""
-    name = f"{prefix}/{app}/access_token"
-    return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+@functools.cache
+def _aws(api_url):
+    """A boto3 session and SSM client in the stack's region (from its API URL if it names one)."""
+    m = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", api_url)
+    session = boto3.Session(region_name=m.group(1) if m else None)
+    return session, session.client("ssm")
 
 
-def refresh(api_url, app, stale_token):
-    """Ask wxtoken for a token to replace the one WeChat rejected (40001/40014/42001)."""
-    url = f"{api_url}/v1/apps/{app}/refresh"
-    body = json.dumps({"stale_token": stale_token})
+def _epoch(rfc3339):
+    return calendar.timegm(time.strptime(rfc3339[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def _schedule(version, meta):
+    """(rotates_at, expires_at) in epoch seconds if meta describes this version, else None."""
+    try:
+        if meta["version"] == version:
+            return _epoch(meta["rotates_at"]), _epoch(meta["expires_at"])
+    except (KeyError, TypeError, ValueError):
+        pass  # absent, malformed, or about another value
+    return None
+
+
+def _keep_until(now, schedule):
+    """Until when a value may be used without reading it again."""
+    if schedule and schedule[0] > now:  # just after the planned rotation, not near the expiry
+        return min(schedule[0] + 60 + random.uniform(0, 60), schedule[1] - 120)
+    return now + 60  # no schedule, or the rotation is late: a minute
+
+
+def _get(api_url, app, kind, prefix):
+    key, now = (prefix, app, kind), clock()
+    hit = _cache.get(key)
+    if hit and now < hit["until"]:
+        return hit["value"]
+    name = f"{prefix}/{app}/" + ("access_token" if kind == "token" else f"{kind}_ticket")
+    # One request for the value and its schedule; a missing one is left out of "Parameters".
+    got = _aws(api_url)[1].get_parameters(Names=[name, name + "_meta"], WithDecryption=True)
+    params = {p["Name"]: p for p in got["Parameters"]}
+    if name not in params:
+        return _refresh(api_url, app, kind, None, prefix)
+    try:
+        meta = json.loads(params[name + "_meta"]["Value"])
+    except (KeyError, ValueError):
+        meta = None
+    schedule = _schedule(params[name]["Version"], meta)
+    if schedule and schedule[1] - 120 <= now:  # about to expire: the schedule is stuck
+        return _refresh(api_url, app, kind, None, prefix)
+    _cache[key] = {"value": params[name]["Value"], "until": _keep_until(now, schedule), "retry_at": 0}
+    return params[name]["Value"]
+
+
+def _refresh(api_url, app, kind, stale, prefix):
+    key, now = (prefix, app, kind), clock()
+    hit = _cache.get(key)
+    if hit and (now < hit["retry_at"] or (stale and hit["value"] != stale and now < hit["until"])):
+        return hit["value"]  # honouring Retry-After, or already replaced
+    route, field = ("refresh", "access_token") if kind == "token" else (f"tickets/{kind}/refresh", "ticket")
+    url = f"{api_url}/v1/apps/{app}/{route}"
+    body = json.dumps({"stale_token" if kind == "token" else "stale_ticket": stale} if stale else {})
+    session = _aws(api_url)[0]
     req = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
     SigV4Auth(session.get_credentials(), "execute-api", session.region_name).add_auth(req)
     http = urllib.request.Request(url, data=body.encode(), headers=dict(req.headers), method="POST")
-    with urllib.request.urlopen(http, timeout=30) as resp:  # raises HTTPError on 4xx/5xx
-        return json.load(resp)["access_token"]
+    retry_at = 0
+    try:
+        with urllib.request.urlopen(http, timeout=30) as resp:
+            answer = json.load(resp)
+    except urllib.error.HTTPError as err:  # 429 (refused for now) carries the token to keep using
+        answer = json.load(err) if err.code == 429 else {}
+        if not answer.get(field):
+            raise
+        retry_at = now + int(err.headers.get("Retry-After") or 60)
+    value = answer[field]
+    until = max(now + 60, retry_at, _keep_until(now, _schedule(answer.get("version"), answer)))
+    _cache[key] = {"value": value, "until": until, "retry_at": retry_at}
+    return value
 
 
-def get_ticket(app, ticket="jsapi", prefix="/wxtoken"):
-    """A published ticket: jsapi, wx_card or agent_config (cache it like the token)."""
-    name = f"{prefix}/{app}/{ticket}_ticket"
-    return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+def get_token(api_url, app, prefix="/wxtoken"):
+    """The published token, read again only after its planned rotation (or a minute without one)."""
+    return _get(api_url, app, "token", prefix)
+
+
+def refresh(api_url, app, stale_token=None, prefix="/wxtoken"):
+    """The token that replaces stale_token, which WeChat rejected (40001/40014/42001)."""
+    return _refresh(api_url, app, "token", stale_token, prefix)
+
+
+def get_ticket(api_url, app, ticket="jsapi", prefix="/wxtoken"):
+    """A published ticket: jsapi, wx_card or agent_config (cached like the token)."""
+    return _get(api_url, app, ticket, prefix)
+
+
+def refresh_ticket(api_url, app, ticket, stale_ticket=None, prefix="/wxtoken"):
+    """The ticket that replaces stale_ticket (a page's wx.config failed with "invalid signature")."""
+    return _refresh(api_url, app, ticket, stale_ticket, prefix)
+
+
+def call(api_url, app, fn, prefix="/wxtoken"):
+    """fn(token) returns WeChat's JSON answer; when WeChat rejects the token, retry once."""
+    token = get_token(api_url, app, prefix)
+    answer = fn(token)
+    if answer.get("errcode") in REJECTED:
+        answer = fn(refresh(api_url, app, token, prefix))
+    return answer
 
 
 def sign_url(jsapi_ticket, url, noncestr=None, timestamp=None):
@@ -61,9 +152,9 @@ EXAMPLE = ("sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhT
 if __name__ == "__main__":
     api_url, app = sys.argv[1], sys.argv[2]
     prefix = sys.argv[3] if len(sys.argv) > 3 else "/wxtoken"
-    token = get_token(app, prefix)
-    fresh = refresh(api_url, app, token)
-    ticket = get_ticket(app, "jsapi", prefix)
+    token = get_token(api_url, app, prefix)
+    fresh = refresh(api_url, app, token, prefix)
+    ticket = get_ticket(api_url, app, "jsapi", prefix)
     signed = sign_url(ticket, "https://shop.example/pay?order=42#top")
     example = sign_url(EXAMPLE[0], EXAMPLE[1], EXAMPLE[2], EXAMPLE[3])["signature"]
     # The test compares the values itself; nothing else is printed.
