@@ -5,8 +5,10 @@
 # server, SAM CLI and cfn-lint (infra/local/requirements.txt), DynamoDB Local
 # from Maven Central (infra/local/dynamodb-local/pom.xml) with its own Maven
 # repository, the IAM policy evaluator and the Node.js snippet's SDK through
-# npm (lock files under infra/local/iam and docs/consumers), and staticcheck
-# through go.mod's tool directive.
+# npm (lock files under infra/local/iam and docs/consumers), the SDK
+# adapters' real SDKs (wechatpy in a virtualenv of its own, co-wechat-api
+# through npm, WxJava built by Maven; docs/consumers/<sdk>/), and
+# staticcheck through go.mod's tool directive.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -118,8 +120,41 @@ $(NODE_DIR)/.installed: docs/consumers/package.json docs/consumers/package-lock.
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# The SDK adapters (docs/consumers/<sdk>/), each with its pinned
+# dependencies installed into a folder of its own under $(CACHE); their
+# tests (docs/consumers/*_test.go) run the real SDK packages.
+WECHATPY_DIR := $(CACHE)/wechatpy
+COWECHAT_DIR := $(CACHE)/co-wechat-api
+WXJAVA_DIR   := $(CACHE)/wxjava
+
+$(WECHATPY_DIR)/.installed: docs/consumers/wechatpy/requirements.txt
+	@echo "installing wechatpy and boto3 into $(WECHATPY_DIR)"
+	rm -rf $(WECHATPY_DIR)
+	$(PYTHON) -m venv $(WECHATPY_DIR)
+	$(WECHATPY_DIR)/bin/pip install --quiet --disable-pip-version-check -r docs/consumers/wechatpy/requirements.txt
+	touch $@
+
+$(COWECHAT_DIR)/.installed: docs/consumers/co-wechat-api/package.json docs/consumers/co-wechat-api/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or newer" >&2; exit 1; }
+	rm -rf $(COWECHAT_DIR) && mkdir -p $(COWECHAT_DIR)
+	cp docs/consumers/co-wechat-api/package.json docs/consumers/co-wechat-api/package-lock.json $(COWECHAT_DIR)/
+	cd $(COWECHAT_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+WXJAVA_SRC := $(shell find docs/consumers/wxjava -name '*.java' -o -name pom.xml 2>/dev/null)
+$(WXJAVA_DIR)/.installed: $(WXJAVA_SRC)
+	@command -v java >/dev/null || { echo "java not found: install a JDK 17 or newer" >&2; exit 1; }
+	@echo "building the WxJava adapter into $(WXJAVA_DIR)"
+	rm -rf $(WXJAVA_DIR) && mkdir -p $(WXJAVA_DIR)
+	$(MVN) --batch-mode --quiet -Dmaven.repo.local=$(abspath $(M2_REPO)) -f docs/consumers/wxjava/pom.xml \
+		-Dwxjava.buildDirectory=$(abspath $(WXJAVA_DIR))/build \
+		package dependency:copy-dependencies -DoutputDirectory=$(abspath $(WXJAVA_DIR))/lib
+	touch $@
+
+ADAPTERS := $(WECHATPY_DIR)/.installed $(COWECHAT_DIR)/.installed $(WXJAVA_DIR)/.installed
+
 .PHONY: consumers-install
-consumers-install: $(NODE_DIR)/.installed ## install the consumer snippets' Node.js dependencies into .cache/node
+consumers-install: $(NODE_DIR)/.installed $(ADAPTERS) ## install the consumer snippets' and the SDK adapters' dependencies into .cache/
 
 # The leak scan: the sandboxes record every token they issue and every secret
 # they are given, the harnesses copy the logs they capture, and everything

@@ -48,7 +48,7 @@ func TestREADMEQuotesTheSnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"consumer.py", "consumer.js"} {
+	for _, f := range []string{"consumer.py", "consumer.js", "wxjava/src/main/java/io/github/wxtoken/wxjava/Usage.java"} {
 		if s := snippet(t, f); !strings.Contains(string(readme), s) {
 			t.Errorf("README.md does not quote %s's snippet verbatim; copy it from docs/consumers/%s:\n%s", f, f, s)
 		}
