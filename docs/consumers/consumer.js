@@ -25,7 +25,7 @@ function wxtoken({ apiUrl, app, prefix = "/wxtoken", now = Date.now,
   region = /\.execute-api\.([a-z0-9-]+)\./.exec(new URL(apiUrl).hostname)?.[1] ?? process.env.AWS_REGION,
   ssm = new SSMClient({ region }) }) {
   const signer = new SignatureV4({ service: "execute-api", region, credentials: defaultProvider(), sha256: Sha256 });
-  const cache = new Map(), pending = new Map(), retryAt = new Map();
+  const cache = new Map(), pending = new Map(), retryAt = new Map(), failed = new Map();
   const once = (key, fn) => pending.get(key) ?? pending.set(key, fn().finally(() => pending.delete(key))).get(key);
   const name = (t) => `${prefix}/${app}/${t ? `${t}_ticket` : "access_token"}`; // t: a ticket type, "" for the token
 
@@ -43,25 +43,42 @@ function wxtoken({ apiUrl, app, prefix = "/wxtoken", now = Date.now,
   }
 
   // The value: cached, or read with its meta in one request. Nothing published, or a value about to
-  // expire (wxtoken's schedule is stuck): ask the API.
+  // expire (wxtoken's schedule is stuck): ask the API. If that fails, a value that still works is kept
+  // a minute (never past its expiry); with none, the failure is thrown again, without a request,
+  // until its Retry-After (else a minute).
   async function get(t) {
-    const c = cache.get(name(t));
+    const c = cache.get(name(t)), f = failed.get(name(t));
     if (c && now() < c.until) return c.value;
+    if (f && now() < f.until) throw f.err;
     return once(name(t), async () => {
       const out = await ssm.send(new GetParametersCommand({ Names: [name(t), `${name(t)}_meta`], WithDecryption: true }));
       const p = out.Parameters?.find((x) => x.Name === name(t));
       let m;
       try { m = JSON.parse(out.Parameters?.find((x) => x.Name === `${name(t)}_meta`)?.Value); } catch { m = undefined; }
-      if (!p || (m?.version === p.Version && now() >= Date.parse(m.expires_at) - 2 * MINUTE)) return refresh(t, "");
-      return keep(t, p.Value, p.Version, m);
+      const expires = p && m?.version === p.Version ? Date.parse(m.expires_at) : NaN;
+      if (p && !(now() >= expires - 2 * MINUTE)) return keep(t, p.Value, p.Version, m);
+      try {
+        return await refresh(t, "");
+      } catch (err) {
+        if (p && now() < expires) {
+          cache.set(name(t), { value: p.Value, until: Math.min(now() + MINUTE, expires) });
+          return p.Value;
+        }
+        failed.set(name(t), { err, until: err.retryAt ?? now() + MINUTE });
+        throw err;
+      }
     });
   }
 
   // Ask wxtoken for the value that replaces stale (WeChat rejected it; "" when there is none) and keep
-  // its answer at least a minute. A 429 carries the current value: use it, ask again after Retry-After.
+  // its answer at least a minute. A 429 carries the current value: use it (read again once a minute at
+  // most), ask again after Retry-After.
   async function refresh(t, stale) {
-    const c = cache.get(name(t));
-    if (c && now() < (retryAt.get(name(t)) ?? 0)) return c.value;
+    const c = cache.get(name(t)), wait = retryAt.get(name(t)) ?? 0;
+    if (c && now() < wait) {
+      c.until = Math.max(c.until, Math.min(wait, now() + MINUTE));
+      return c.value;
+    }
     return once(`${name(t)} ${stale}`, async () => {
       const url = new URL(`${apiUrl}/v1/apps/${app}/${t ? `tickets/${t}/refresh` : "refresh"}`);
       const body = JSON.stringify(stale ? { [t ? "stale_ticket" : "stale_token"]: stale } : {});
@@ -71,9 +88,11 @@ function wxtoken({ apiUrl, app, prefix = "/wxtoken", now = Date.now,
       });
       const resp = await fetch(url, { method: "POST", headers: signed.headers, body });
       const answer = await resp.json();
-      const value = answer[t ? "ticket" : "access_token"];
-      if (resp.status === 429) retryAt.set(name(t), now() + 1000 * (Number(resp.headers.get("retry-after")) || 60));
-      if (!value || !(resp.ok || resp.status === 429)) throw new Error(`wxtoken answered ${resp.status}: ${answer.error?.code}`);
+      const value = answer[t ? "ticket" : "access_token"], after = now() + 1000 * (Number(resp.headers.get("retry-after")) || 60);
+      if (resp.status === 429) retryAt.set(name(t), after);
+      if (!value || !(resp.ok || resp.status === 429)) {
+        throw Object.assign(new Error(`wxtoken answered ${resp.status}: ${answer.error?.code}`), { retryAt: after });
+      }
       return keep(t, value, answer.version, answer, MINUTE);
     });
   }

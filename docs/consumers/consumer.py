@@ -25,6 +25,7 @@ from botocore.awsrequest import AWSRequest
 REJECTED = (40001, 40014, 42001)  # WeChat's errcodes for a token it no longer accepts
 clock = time.time                 # replaceable in tests
 _cache = {}                       # (prefix, app, kind) -> {"value", "until", "retry_at"}
+_failed = {}                      # (prefix, app, kind) -> (until, the API's error)
 
 
 @functools.cache
@@ -61,21 +62,30 @@ def _get(api_url, app, kind, prefix):
     hit = _cache.get(key)
     if hit and now < hit["until"]:
         return hit["value"]
+    if key in _failed and now < _failed[key][0]:
+        raise _failed[key][1]  # the API failed a moment ago: no request before its Retry-After
     name = f"{prefix}/{app}/" + ("access_token" if kind == "token" else f"{kind}_ticket")
     # One request for the value and its schedule; a missing one is left out of "Parameters".
     got = _aws(api_url)[1].get_parameters(Names=[name, name + "_meta"], WithDecryption=True)
     params = {p["Name"]: p for p in got["Parameters"]}
-    if name not in params:
-        return _refresh(api_url, app, kind, None, prefix)
+    value = params[name]["Value"] if name in params else None
     try:
         meta = json.loads(params[name + "_meta"]["Value"])
     except (KeyError, ValueError):
         meta = None
-    schedule = _schedule(params[name]["Version"], meta)
-    if schedule and schedule[1] - 120 <= now:  # about to expire: the schedule is stuck
+    schedule = value and _schedule(params[name]["Version"], meta)
+    if value and not (schedule and schedule[1] - 120 <= now):
+        _cache[key] = {"value": value, "until": _keep_until(now, schedule), "retry_at": 0}
+        return value
+    try:  # nothing published, or about to expire (the schedule is stuck): ask the API
         return _refresh(api_url, app, kind, None, prefix)
-    _cache[key] = {"value": params[name]["Value"], "until": _keep_until(now, schedule), "retry_at": 0}
-    return params[name]["Value"]
+    except Exception as err:
+        if value and now < schedule[1]:  # it still works: keep it a minute, never past its expiry
+            _cache[key] = {"value": value, "until": min(now + 60, schedule[1]), "retry_at": 0}
+            return value
+        headers = getattr(err, "headers", None) or {}  # an HTTP error's; none on a network error
+        _failed[key] = (now + int(headers.get("Retry-After") or 60), err)
+        raise
 
 
 def _refresh(api_url, app, kind, stale, prefix):

@@ -1,16 +1,11 @@
 package consumers_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
@@ -32,28 +27,8 @@ func TestNodeSnippetReadRule(t *testing.T) {
 	st.Publish("shop")
 	token, version := st.Published("shop")
 
-	client := ssm.NewFromConfig(st.Cfg)
-	metaName := st.Prefix + "/shop/access_token_meta"
 	// setMeta writes the meta parameter ("" deletes it), as the refresher publishes it.
-	setMeta := func(value string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var err error
-		if value == "" {
-			_, err = client.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(metaName)})
-			var nf *ssmtypes.ParameterNotFound
-			if errors.As(err, &nf) {
-				err = nil
-			}
-		} else {
-			_, err = client.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(metaName), Value: aws.String(value),
-				Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
-		}
-		if err != nil {
-			t.Fatalf("write %s: %v", metaName, err)
-		}
-	}
+	setMeta := func(value string) { writeMeta(t, st, "shop", value) }
 	start := time.Now().Truncate(time.Second)
 	meta := func(version int64, expires, rotates time.Duration) string {
 		return fmt.Sprintf(`{"version":%d,"expires_at":%q,"rotates_at":%q}`, version,
@@ -93,7 +68,8 @@ func TestNodeSnippetReadRule(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			setMeta(tt.meta)
-			p := startNode(t, modules, ".", "testdata/readrule.js", st.APIURL, "shop", st.Prefix, fmt.Sprint(start.UnixMilli()))
+			p := startDriver(t, "", childEnv("NODE_PATH="+modules), 30*time.Second,
+				nodeBin(t), "testdata/readrule.js", st.APIURL, "shop", st.Prefix, fmt.Sprint(start.UnixMilli()))
 			var ack struct{ OK bool }
 			if err := p.send("new", &ack); err != nil {
 				t.Fatal(err)
@@ -129,6 +105,50 @@ func TestNodeSnippetReadRule(t *testing.T) {
 			}
 			if st.BadSignatures.Load() != 0 {
 				t.Errorf("%d requests failed the SigV4 check", st.BadSignatures.Load())
+			}
+		})
+	}
+
+	// The API fails or refuses (a stand-in API): a value that still works is
+	// kept, a failure is remembered; neither costs a read and a request per
+	// call. During a 429's Retry-After the answer's token is used and SSM is
+	// read at most once a minute.
+	api := newStubAPI(t)
+	failures := append(apiFailures(), apiFailure{
+		name: "near expiry, 429 with the token and Retry-After 1800: read at most once a minute, no request",
+		app:  "shop", expiresIn: 90 * time.Second, status: http.StatusTooManyRequests, retryAfter: "1800", withToken: true,
+		steps: append([]failStep{{0, true, 1, 1}, {59 * time.Second, true, 0, 0}, {2 * time.Second, true, 1, 0}},
+			append(repeat(20, time.Second, true), failStep{40 * time.Second, true, 1, 0}, failStep{59 * time.Second, true, 0, 0})...),
+	})
+	for _, tt := range failures {
+		t.Run(tt.name, func(t *testing.T) {
+			token, version := st.Published("shop")
+			setMeta(meta(version, tt.expiresIn, -time.Minute))
+			api.set(tt.status, tt.retryAfter, tt.body(token, version))
+			p := startDriver(t, "", childEnv("NODE_PATH="+modules), 30*time.Second,
+				nodeBin(t), "testdata/readrule.js", api.URL, tt.app, st.Prefix, fmt.Sprint(start.UnixMilli()))
+			var ack struct{ OK bool }
+			if err := p.send("new", &ack); err != nil {
+				t.Fatal(err)
+			}
+			reads, clock := 0, time.Duration(0)
+			for i, s := range tt.steps {
+				clock += s.advance
+				if err := p.send(fmt.Sprintf("advance %d", int(s.advance.Seconds())), &ack); err != nil {
+					t.Fatal(err)
+				}
+				requests := api.requests.Load()
+				var got struct {
+					Token, Error string
+					Reads, Other int
+				}
+				if err := p.send("token", &got); err != nil {
+					t.Fatal(err)
+				}
+				if msg := s.check(got.Token, got.Error, token, got.Reads-reads, int(api.requests.Load()-requests)); msg != "" {
+					t.Errorf("step %d (%v): %s", i, clock, msg)
+				}
+				reads = got.Reads
 			}
 		})
 	}

@@ -104,16 +104,7 @@ func TestSnippets(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], st.APIURL, "shop", st.Prefix)...)
-			var env []string
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "AWS_PROFILE=") {
-					env = append(env, kv)
-				}
-			}
-			cmd.Env = append(env,
-				"AWS_ACCESS_KEY_ID="+stacktest.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+stacktest.SecretAccessKey,
-				"AWS_SESSION_TOKEN=", "AWS_REGION="+stacktest.Region, "AWS_DEFAULT_REGION="+stacktest.Region,
-				"NODE_PATH="+nodeModules, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+			cmd.Env = childEnv("NODE_PATH=" + nodeModules)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {

@@ -1,11 +1,8 @@
 package consumers_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,109 +21,17 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/wechat/wechattest"
 )
 
-// nodeProcess is a Node.js program the test talks to one line at a time:
-// a command on its stdin, one JSON line back on its stdout.
-type nodeProcess struct {
-	t      *testing.T
-	stdin  io.WriteCloser
-	lines  chan string
-	stderr *syncBuffer
-}
+const coWechatAppID = "wxcowechatapi001"
 
-// startNode runs `node args...` from dir with the stack's credentials and
-// region in env and nodeModules as NODE_PATH; it is stopped when t ends.
-func startNode(t *testing.T, nodeModules, dir string, args ...string) *nodeProcess {
+// nodeBin is the node on PATH.
+func nodeBin(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node not found")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Dir = dir
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_PROFILE=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env,
-		"AWS_ACCESS_KEY_ID="+stacktest.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+stacktest.SecretAccessKey,
-		"AWS_SESSION_TOKEN=", "AWS_REGION="+stacktest.Region, "AWS_DEFAULT_REGION="+stacktest.Region,
-		"NODE_PATH="+nodeModules, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
-	p := &nodeProcess{t: t, lines: make(chan string), stderr: &syncBuffer{}}
-	cmd.Stderr = p.stderr
-	if p.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		_, _ = io.WriteString(p.stdin, "quit\n")
-		_ = p.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		}
-		cancel()
-	})
-	return p
+	return node
 }
-
-// send writes cmd and decodes the line the program answers into v; it
-// waits 30 s at most.
-func (p *nodeProcess) send(cmd string, v any) error {
-	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
-		return fmt.Errorf("%s: %w\nstderr:\n%s", cmd, err, p.stderr)
-	}
-	select {
-	case line, ok := <-p.lines:
-		if !ok {
-			return fmt.Errorf("%s: the program ended\nstderr:\n%s", cmd, p.stderr)
-		}
-		if err := json.Unmarshal([]byte(line), v); err != nil {
-			return fmt.Errorf("%s: answer %q: %w", cmd, line, err)
-		}
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s: no answer in 30 s\nstderr:\n%s", cmd, p.stderr)
-	}
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-const coWechatAppID = "wxcowechatapi001"
 
 // stepCost is what one step of an adapter test costs.
 type stepCost struct {
@@ -162,7 +66,8 @@ func TestCoWechatAPI(t *testing.T) {
 	app := registry.App{Name: "shop", AppID: coWechatAppID, Kind: registry.OfficialAccount, Mode: registry.Classic}
 	st := stacktest.New(t, stacktest.Options{}, app)
 	st.Publish("shop")
-	sdk := startNode(t, modules, "co-wechat-api", "driver.js", st.APIURL, "shop", coWechatAppID, st.Prefix, asWeChatWrites(t, st.Sandbox.URL))
+	sdk := startDriver(t, "co-wechat-api", childEnv("NODE_PATH="+modules), 30*time.Second,
+		nodeBin(t), "driver.js", st.APIURL, "shop", coWechatAppID, st.Prefix, asWeChatWrites(t, st.Sandbox.URL))
 
 	steps := []struct {
 		name string

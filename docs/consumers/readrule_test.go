@@ -1,99 +1,23 @@
 package consumers_test
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
 )
-
-// pyProc is a Python program the test talks to: one command a line on its
-// stdin, one JSON line back on its stdout (the test's own channel: values
-// may be tokens, so failures print fingerprints only).
-type pyProc struct {
-	stdin  io.WriteCloser
-	lines  *bufio.Scanner
-	stderr *bytes.Buffer
-	cancel context.CancelFunc
-}
-
-// pyEnv is the environment of a Python subprocess: the stack's credentials
-// and region (as TestSnippets passes them), plus extra.
-func pyEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_PROFILE=") && !strings.HasPrefix(kv, "PYTHONPATH=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
-		"AWS_ACCESS_KEY_ID="+stacktest.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+stacktest.SecretAccessKey,
-		"AWS_SESSION_TOKEN=", "AWS_REGION="+stacktest.Region, "AWS_DEFAULT_REGION="+stacktest.Region,
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "PYTHONDONTWRITEBYTECODE=1")
-	return append(env, extra...)
-}
-
-// startPy starts argv with env; it is sent "quit" and waited for when t ends.
-func startPy(t *testing.T, env []string, argv ...string) *pyProc {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	p := &pyProc{stderr: &bytes.Buffer{}, cancel: cancel}
-	cmd.Stderr = p.stderr
-	var err error
-	if p.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.lines = bufio.NewScanner(out)
-	t.Cleanup(func() {
-		_, _ = io.WriteString(p.stdin, "quit\n")
-		_ = p.stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("%s: %v\nstderr:\n%s", filepath.Base(argv[1]), err, p.stderr)
-		}
-		cancel()
-	})
-	return p
-}
-
-// do sends one command and decodes the answer into v.
-func (p *pyProc) do(t *testing.T, cmd string, v any) {
-	t.Helper()
-	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
-		t.Fatalf("%s: %v\nstderr:\n%s", cmd, err, p.stderr)
-	}
-	if !p.lines.Scan() {
-		t.Fatalf("%s: no answer (%v)\nstderr:\n%s", cmd, p.lines.Err(), p.stderr)
-	}
-	if err := json.Unmarshal(p.lines.Bytes(), v); err != nil {
-		t.Fatalf("%s: answer %d bytes: %v", cmd, len(p.lines.Bytes()), err)
-	}
-}
 
 // readRuleProgram imports the README's Python snippet (written as
 // consumer.py into a folder of its own, so it runs as copied) with its clock
@@ -151,32 +75,21 @@ func TestPythonSnippetReadRule(t *testing.T) {
 	st := stacktest.New(t, stacktest.Options{}, registry.App{Name: "shop", AppID: appID, Kind: registry.OfficialAccount, Mode: registry.Classic})
 	published := st.Publish("shop")
 	_, version := st.Published("shop")
-	params := ssm.NewFromConfig(st.Cfg)
-	metaName := st.Prefix + "/shop/access_token_meta"
 	// setMeta publishes a schedule as wxtoken does; nil removes it.
 	setMeta := func(t *testing.T, meta map[string]any) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if meta == nil {
-			_, err := params.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(metaName)})
-			var missing *ssmtypes.ParameterNotFound
-			if err != nil && !errors.As(err, &missing) {
-				t.Fatal(err)
-			}
-			return
+		v := ""
+		if meta != nil {
+			b, _ := json.Marshal(meta)
+			v = string(b)
 		}
-		b, _ := json.Marshal(meta)
-		if _, err := params.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(metaName), Value: aws.String(string(b)),
-			Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
-			t.Fatal(err)
-		}
+		writeMeta(t, st, "shop", v)
 	}
 	t0 := time.Now().Truncate(time.Second)
 	at := func(d time.Duration) string { return fmt.Sprintf("at %d", t0.Add(d).Unix()) }
 	rfc := func(d time.Duration) string { return t0.Add(d).UTC().Format(time.RFC3339) }
 
-	py := startPy(t, pyEnv(), python, prog, st.APIURL, "shop", st.Prefix)
+	py := startDriver(t, "", childEnv(), 30*time.Second, python, prog, st.APIURL, "shop", st.Prefix)
 	type answer struct {
 		Value, Error string
 		SSM          int
@@ -267,7 +180,167 @@ func TestPythonSnippetReadRule(t *testing.T) {
 		step(t, base+4*time.Second, "refresh "+fresh, 0, 0)
 		step(t, base+5*time.Second, "get", 0, 0)
 	})
+	// The API fails or refuses (a stand-in API): a value that still works is
+	// kept, a failure is remembered; neither costs a read and a request per call.
+	api := newStubAPI(t)
+	for _, tt := range apiFailures() {
+		t.Run(tt.name, func(t *testing.T) {
+			token, version := st.Published("shop")
+			setMeta(t, map[string]any{"version": version, "rotates_at": rfc(-time.Minute), "expires_at": rfc(tt.expiresIn)})
+			api.set(tt.status, tt.retryAfter, tt.body(token, version))
+			p := startDriver(t, "", childEnv(), 30*time.Second, python, prog, api.URL, tt.app, st.Prefix)
+			clock := time.Duration(0)
+			for i, s := range tt.steps {
+				clock += s.advance
+				var got answer
+				p.do(t, at(clock), &got)
+				ssm0, api0 := got.SSM, api.requests.Load()
+				p.do(t, "get", &got)
+				if msg := s.check(got.Value, got.Error, token, got.SSM-ssm0, int(api.requests.Load()-api0)); msg != "" {
+					t.Errorf("step %d (%v): %s", i, clock, msg)
+				}
+			}
+		})
+	}
 	if n := st.BadSignatures.Load(); n != 0 {
 		t.Errorf("%d of the snippet's requests failed the SigV4 check", n)
+	}
+}
+
+// stubAPI stands in for wxtoken's API when a test needs it to fail: every
+// request gets the status, Retry-After and body set last (status 0: the
+// connection is dropped), signatures unchecked; it counts the requests.
+type stubAPI struct {
+	URL      string
+	requests atomic.Int64
+	mu       sync.Mutex
+	status   int
+	retry    string
+	body     string
+}
+
+func newStubAPI(t *testing.T) *stubAPI {
+	a := &stubAPI{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		a.mu.Lock()
+		status, retry, body := a.status, a.retry, a.body
+		a.mu.Unlock()
+		if status == 0 {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		if retry != "" {
+			w.Header().Set("Retry-After", retry)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	a.URL = srv.URL
+	return a
+}
+
+func (a *stubAPI) set(status int, retry, body string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status, a.retry, a.body = status, retry, body
+}
+
+// apiFailure is a case of the read rule when the API fails: the token of
+// app ("shop" is published, "ghost" is not) has a meta whose rotation is
+// past and which expires expiresIn after the snippet's clock starts; the API
+// answers every request with status (0: drops the connection), Retry-After
+// and an error body, or for a 429 withToken the published token.
+type apiFailure struct {
+	name       string
+	app        string
+	expiresIn  time.Duration
+	status     int
+	retryAfter string
+	withToken  bool
+	steps      []failStep
+}
+
+func (f apiFailure) body(token string, version int64) string {
+	if f.withToken {
+		return fmt.Sprintf(`{"app":%q,"access_token":%q,"version":%d,"expires_at":"2000-01-01T00:00:00Z","refreshed":false}`, f.app, token, version)
+	}
+	return `{"error":{"code":"unavailable","message":"stand-in"}}`
+}
+
+// failStep: move the clock on by advance and ask for the token; ok: the
+// published token comes back (else an error); reads and requests: what it
+// costs in SSM reads and API requests.
+type failStep struct {
+	advance         time.Duration
+	ok              bool
+	reads, requests int
+}
+
+// check is "" if a step's outcome is as s wants, else what is wrong.
+func (s failStep) check(value, errText, token string, reads, requests int) string {
+	var msgs []string
+	switch {
+	case s.ok && errText != "":
+		msgs = append(msgs, "error "+errText+", want the token")
+	case s.ok && value != token:
+		msgs = append(msgs, fmt.Sprintf("fp %s, want the published fp %s", wechat.Fingerprint(value), wechat.Fingerprint(token)))
+	case !s.ok && errText == "":
+		msgs = append(msgs, "no error, want one")
+	}
+	if reads != s.reads || requests != s.requests {
+		msgs = append(msgs, fmt.Sprintf("%d SSM reads and %d API requests, want %d and %d", reads, requests, s.reads, s.requests))
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// repeat is n steps of every apart, each costing nothing.
+func repeat(n int, every time.Duration, ok bool) []failStep {
+	steps := make([]failStep, n)
+	for i := range steps {
+		steps[i] = failStep{every, ok, 0, 0}
+	}
+	return steps
+}
+
+// apiFailures are the cases both snippets must pass: when the ensure request
+// (no stale value: nothing published, or about to expire) fails, a value that
+// still works is kept 60 s, never past its expiry, and returned; with none,
+// the failure is thrown again without a read or a request until its
+// Retry-After (else 60 s) has passed.
+func apiFailures() []apiFailure {
+	cat := func(parts ...[]failStep) (all []failStep) {
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return all
+	}
+	aMinute := cat([]failStep{{0, false, 1, 1}}, repeat(10, time.Second, false),
+		[]failStep{{49 * time.Second, false, 0, 0}, {2 * time.Second, false, 1, 1}})
+	return []apiFailure{
+		{name: "near expiry, the API fails: the value is kept 60 s, never past its expiry, then the failure 60 s",
+			app: "shop", expiresIn: 80 * time.Second, status: http.StatusServiceUnavailable,
+			steps: cat([]failStep{{0, true, 1, 1}}, repeat(10, time.Second, true), []failStep{
+				{51 * time.Second, true, 1, 1}, // +61 s: valid 19 s more
+				{18 * time.Second, true, 0, 0}, // +79 s
+				{2 * time.Second, false, 1, 1}, // +81 s: expired
+				{59 * time.Second, false, 0, 0},
+				{2 * time.Second, false, 1, 1},
+			})},
+		{name: "nothing published, 503 with Retry-After 30: the failure again for 30 s",
+			app: "ghost", status: http.StatusServiceUnavailable, retryAfter: "30",
+			steps: cat([]failStep{{0, false, 1, 1}}, repeat(10, time.Second, false), []failStep{
+				{19 * time.Second, false, 0, 0}, // +29 s
+				{2 * time.Second, false, 1, 1},  // +31 s
+				{29 * time.Second, false, 0, 0},
+				{2 * time.Second, false, 1, 1},
+			})},
+		{name: "nothing published, 404: the failure again for 60 s", app: "ghost", status: http.StatusNotFound, steps: aMinute},
+		{name: "nothing published, the connection drops: the failure again for 60 s", app: "ghost", status: 0, steps: aMinute},
 	}
 }

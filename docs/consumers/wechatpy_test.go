@@ -34,7 +34,7 @@ func TestWechatpy(t *testing.T) {
 			appID := tt.app.AppID
 			st.Sandbox.Clock().Advance(2 * time.Minute)
 			st.Publish(tt.app.Name)
-			driver := startPy(t, pyEnv("PYTHONPATH="+repo+"/docs/consumers"), python,
+			driver := startDriver(t, "", childEnv("PYTHONPATH="+repo+"/docs/consumers"), 30*time.Second, python,
 				filepath.Join(repo, "docs", "consumers", "wechatpy", "driver.py"),
 				tt.kind, appID, st.APIURL, tt.app.Name, st.Prefix, st.Sandbox.URL)
 

@@ -1,17 +1,10 @@
 package consumers_test
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,109 +19,11 @@ const (
 	wxjavaMainName = "io.github.wxtoken.wxjava.Demo"
 )
 
-// wxjavaDemo is the adapter's Demo (docs/consumers/wxjava) running WxJava:
-// one command a line on its stdin, one JSON line back.
-type wxjavaDemo struct {
-	stdin  io.WriteCloser
-	lines  chan string
-	stderr *wxjavaBuffer
-}
-
-// wxjavaBuffer is a bytes.Buffer the JVM writes while the test reads it.
-type wxjavaBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *wxjavaBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *wxjavaBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startWxjava runs the Demo with the stack's credentials and region in its
-// environment (and the test bed's AWS_ENDPOINT_URL_SSM); it is stopped when
-// t ends.
-func startWxjava(t *testing.T, java, classpath string, args ...string) *wxjavaDemo {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, java, append([]string{"-cp", classpath, wxjavaMainName}, args...)...)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_PROFILE=") && !strings.HasPrefix(kv, "JAVA_TOOL_OPTIONS=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env,
-		"AWS_ACCESS_KEY_ID="+stacktest.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+stacktest.SecretAccessKey,
-		"AWS_SESSION_TOKEN=", "AWS_REGION="+stacktest.Region, "AWS_DEFAULT_REGION="+stacktest.Region,
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
-	d := &wxjavaDemo{lines: make(chan string), stderr: &wxjavaBuffer{}}
-	cmd.Stderr = d.stderr
-	var err error
-	if d.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(d.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			d.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		_, _ = io.WriteString(d.stdin, "quit\n")
-		_ = d.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		}
-		cancel()
-	})
-	return d
-}
-
 // wxjavaAnswer is the Demo's answer to a command.
 type wxjavaAnswer struct {
 	OK      bool   `json:"ok"`
 	Errcode int    `json:"errcode"`
 	Error   string `json:"error"`
-}
-
-// send writes cmd and returns the Demo's answer; it waits 60 s at most (the
-// first command starts the JVM's SSM client).
-func (d *wxjavaDemo) send(cmd string) (wxjavaAnswer, error) {
-	var a wxjavaAnswer
-	if _, err := io.WriteString(d.stdin, cmd+"\n"); err != nil {
-		return a, fmt.Errorf("%s: %w\nstderr:\n%s", cmd, err, d.stderr)
-	}
-	select {
-	case line, ok := <-d.lines:
-		if !ok {
-			return a, fmt.Errorf("%s: the Demo ended\nstderr:\n%s", cmd, d.stderr)
-		}
-		if err := json.Unmarshal([]byte(line), &a); err != nil {
-			return a, fmt.Errorf("%s: answer %q: %w", cmd, line, err)
-		}
-		return a, nil
-	case <-time.After(60 * time.Second):
-		return a, fmt.Errorf("%s: no answer in 60 s\nstderr:\n%s", cmd, d.stderr)
-	}
 }
 
 // wxjavaCost is what one step costs.
@@ -214,7 +109,9 @@ func TestWxJava(t *testing.T) {
 			advance := func() { st.Sandbox.Clock().Advance(2 * time.Minute) } // past the minimum interval between on-demand refreshes
 
 			st.Publish(tc.app.Name)
-			demo := startWxjava(t, java, classpath, st.APIURL, tc.app.Name, st.Prefix, tc.kind, st.Sandbox.URL, appID)
+			// The first command waits for the JVM's SSM client: 60 s.
+			demo := startDriver(t, "", childEnv(), 60*time.Second,
+				java, "-cp", classpath, wxjavaMainName, st.APIURL, tc.app.Name, st.Prefix, tc.kind, st.Sandbox.URL, appID)
 			steps := []struct {
 				name    string
 				setup   func()
@@ -253,7 +150,8 @@ func TestWxJava(t *testing.T) {
 					s.setup()
 				}
 				before := wxjavaSnapshot(st, appID)
-				got, err := demo.send(s.cmd)
+				var got wxjavaAnswer
+				err := demo.send(s.cmd, &got)
 				cost := wxjavaSnapshot(st, appID).minus(before)
 				if err != nil {
 					t.Fatalf("%s: %v\ncost so far %+v (last signature error: %v)", s.name, err, cost, st.LastSignatureError.Load())

@@ -35,13 +35,24 @@ func cmdAppsRemove(s *session, args []string) error {
 	}
 	// A removal that stopped half way is finished by running it again.
 	leftover := !st.UpdatedAt.IsZero() || tv > 0 || (sv > 0 && !keepSecret)
+	keys := credentialKeys(name)
+	for _, key := range keys[1:] {
+		ts, err := be.state(s.ctx, key)
+		if err != nil {
+			return err
+		}
+		leftover = leftover || !ts.UpdatedAt.IsZero()
+	}
 	if item == nil && !leftover {
 		return notRegistered(name, be.t)
 	}
-	// Under the app's lease, no refresh can publish a token or write the
-	// state while they are deleted.
-	if err := be.hold(s.ctx, name); err != nil {
-		return err
+	// Under the leases of the app's token and of every ticket it may keep,
+	// no refresh can publish a value or write a state while they are
+	// deleted.
+	for _, key := range keys {
+		if err := be.hold(s.ctx, key); err != nil {
+			return err
+		}
 	}
 	if item != nil {
 		if err := be.deregister(s.ctx, name); err != nil {
@@ -55,7 +66,7 @@ func cmdAppsRemove(s *session, args []string) error {
 	// The token's rotation meta, and every ticket the app may have kept
 	// (the registration may be gone already) with its meta: a missing one
 	// is no error.
-	for _, key := range credentialKeys(name) {
+	for _, key := range keys {
 		names := []string{be.store.MetaName(key)}
 		if key != name {
 			names = append(names, be.store.TokenName(key))
@@ -72,8 +83,10 @@ func cmdAppsRemove(s *session, args []string) error {
 			return err
 		}
 	}
-	if err := be.deleteState(s.ctx, name); err != nil {
-		return err
+	for _, key := range keys {
+		if err := be.deleteState(s.ctx, key); err != nil {
+			return err
+		}
 	}
 	if s.opts.json {
 		return printJSON(s.out, struct {

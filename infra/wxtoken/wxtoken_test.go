@@ -27,6 +27,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
+	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/runbook"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
@@ -774,5 +775,39 @@ func TestAdviceByClass(t *testing.T) {
 	}
 	if !strings.Contains(daily.Fix, "clear-quota") {
 		t.Errorf("WeChat's daily quota: %+v, want clear-quota", daily)
+	}
+}
+
+// TestRemoveDeletesTicketsAndMeta: apps remove deletes, under each
+// credential's lease, the token's and every ticket's parameter, their
+// rotation meta and their state.
+func TestRemoveDeletesTicketsAndMeta(t *testing.T) {
+	b := newBed(t)
+	b.sandbox(shopID, secretFor("shop"), wechattest.OfficialAccount)
+	b.want(ExitOK, nil, secretFor("shop")+"\n", "apps", "add", "shop", "--appid", shopID, "--kind", "offiaccount", "--tickets", "jsapi,wx_card")
+	if _, err := b.stack.Refresher.RefreshDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, leaf := range []string{"access_token", "jsapi_ticket", "wx_card_ticket"} {
+		names = append(names, b.stack.Prefix+"/shop/"+leaf, rotation.Name(b.stack.Prefix+"/shop/"+leaf))
+	}
+	for _, n := range names {
+		if v := b.param(n); v == "" {
+			t.Fatalf("%s is not published; the test needs it", n)
+		} else if !strings.HasSuffix(n, rotation.Suffix) {
+			b.tokens = append(b.tokens, v)
+		}
+	}
+	b.want(ExitOK, []string{"Removed shop"}, "", "apps", "remove", "shop")
+	for _, n := range names {
+		if b.param(n) != "" {
+			t.Errorf("%s is left after apps remove", n)
+		}
+	}
+	for _, key := range []string{"shop", "shop#jsapi", "shop#wx_card"} {
+		if st := b.stateItem(key); st != nil {
+			t.Errorf("the state of %s is left after apps remove: %v", key, st)
+		}
 	}
 }

@@ -78,10 +78,17 @@ type cache struct {
 	reading  *call
 	inflight map[string]*call // refreshes by stale value
 	// notBefore: the API is not asked for the current value (ensure)
-	// before it, after an error answer (Retry-After, or MaxAge); failure is
-	// that answer, returned meanwhile when nothing usable is cached.
+	// before it, after an error answer (Retry-After, or MaxAge); refusal
+	// is that answer and refused the stale value it was asked to replace,
+	// so that a claim of the same value meanwhile gets the same answer
+	// without a request.
 	notBefore time.Time
+	refusal   *APIError
+	refused   string
+	// failure is the last read's or ensure's error, returned without
+	// another read until failUntil when nothing usable is cached.
 	failure   error
+	failUntil time.Time
 }
 
 // entry is a cached token or ticket.
@@ -136,7 +143,7 @@ func (c *Client) get(ctx context.Context, k *cache) (string, error) {
 		c.mu.Unlock()
 		return v, nil
 	}
-	if k.failure != nil && now.Before(k.notBefore) {
+	if k.failure != nil && now.Before(k.failUntil) {
 		err := k.failure
 		c.mu.Unlock()
 		return "", err
@@ -161,16 +168,20 @@ func (c *Client) nearExpiry(e entry, now time.Time) bool {
 	return !e.expires.IsZero() && !now.Before(e.expires.Add(-c.expiryMargin()))
 }
 
-// until is when a value of version, read at now with m beside it (ok:
-// m was read and parsed), is read again: just after its planned rotation
-// (rotation.Rule.ReadAt), and never sooner than MaxAge after now, so that a
-// value near its expiry the API has just answered is not asked for again
-// by every caller (the schedule is behind: the API keeps it valid).
-func (c *Client) until(m rotation.Meta, ok bool, version int64, now time.Time) time.Time {
+// until is when a value of version expiring at expires (zero: unknown),
+// read at now with m beside it (ok: m was read and parsed), is read again:
+// just after its planned rotation (rotation.Rule.ReadAt), and never sooner
+// than MaxAge after now, so that a value near its expiry the API has just
+// answered is not asked for again by every caller (the schedule is behind:
+// the API keeps it valid); but never past its expiry.
+func (c *Client) until(m rotation.Meta, ok bool, version int64, expires, now time.Time) time.Time {
 	rule := rotation.Rule{Fallback: c.maxAge(), Margin: c.expiryMargin()}
 	at := rule.ReadAt(m, ok, version, now, c.jitter())
 	if floor := now.Add(c.maxAge()); at.Before(floor) {
-		return floor
+		at = floor
+	}
+	if !expires.IsZero() && now.Before(expires) && expires.Before(at) {
+		at = expires
 	}
 	return at
 }
@@ -197,7 +208,7 @@ func (c *Client) load(ctx context.Context, k *cache) (string, error) {
 	metaName := rotation.Name(name)
 	out, err := c.SSM.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{name, metaName}, WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return "", fmt.Errorf("client: read %s: %w", name, err)
+		return c.readFailed(k, fmt.Errorf("client: read %s: %w", name, err))
 	}
 	var p *ssmtypes.Parameter
 	var m rotation.Meta
@@ -217,6 +228,9 @@ func (c *Client) load(ctx context.Context, k *cache) (string, error) {
 	case p == nil && c.Endpoint == "":
 		return "", fmt.Errorf("%w (%s)", noneErr(k.spec), name)
 	case p == nil && !apiOK:
+		if v, ok := c.keepCached(k, c.notBefore(k)); ok {
+			return v, nil // the API's last answer, still valid
+		}
 		return "", fmt.Errorf("client: nothing is published at %s, and wxtoken asked to wait until %s before asking again", name, c.notBefore(k).Format(time.RFC3339))
 	case p == nil:
 		return c.ensure(ctx, k)
@@ -236,12 +250,48 @@ func (c *Client) load(ctx context.Context, k *cache) (string, error) {
 	}
 	if c.nearExpiry(e, now) && apiOK {
 		// The published value is (nearly) expired: the schedule is behind.
-		// The API returns the current one, refreshing it if needed.
-		return c.ensure(ctx, k)
+		// The API returns the current one, refreshing it if needed. When
+		// it fails, the published value, if still valid, is served until
+		// the API may be asked again (ensure set notBefore).
+		v, err := c.ensure(ctx, k)
+		if v != "" || err == nil || ctx.Err() != nil || !now.Before(e.expires) {
+			return v, err
+		}
 	}
-	e.until = c.until(m, ok, p.Version, now)
-	c.store(k, e)
-	return e.value, nil
+	e.until = c.until(m, ok, p.Version, e.expires, now)
+	return c.store(k, e, ""), nil
+}
+
+// readFailed answers a read SSM failed (throttled, denied, unreachable):
+// the cached value, if it has not expired, for DefaultSSMRetry more;
+// otherwise err, which the callers of the next DefaultSSMRetry get without
+// another read.
+func (c *Client) readFailed(k *cache, err error) (string, error) {
+	retry := c.now().Add(DefaultSSMRetry)
+	if v, ok := c.keepCached(k, retry); ok {
+		return v, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k.failure, k.failUntil = err, retry
+	return "", err
+}
+
+// keepCached keeps the cached value until until (never past its expiry)
+// and returns it, if it has not expired; ok is false when there is none.
+func (c *Client) keepCached(k *cache, until time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := k.cached
+	if now := c.now(); e.value == "" || (!e.expires.IsZero() && !now.Before(e.expires)) {
+		return "", false
+	}
+	if !e.expires.IsZero() && e.expires.Before(until) {
+		until = e.expires
+	}
+	e.until = until
+	k.cached = e
+	return e.value, true
 }
 
 // notBefore is when the API may be asked for the current value again.
@@ -262,10 +312,10 @@ func (c *Client) ensure(ctx context.Context, k *cache) (string, error) {
 	}
 	if v == "" && err != nil && ctx.Err() == nil {
 		c.mu.Lock()
-		k.failure = err
 		if k.notBefore.Before(c.now()) {
 			k.notBefore = c.now().Add(c.maxAge())
 		}
+		k.failure, k.failUntil = err, k.notBefore
 		c.mu.Unlock()
 	}
 	return v, err
@@ -279,18 +329,21 @@ func noneErr(s spec) error {
 	return ErrNoTicket
 }
 
-// store caches e unless a newer value is cached and still fresh (a read
-// that started before an API answer must not replace it). A cached value
-// past its time is replaced whatever the versions: after the parameter is
+// store caches e and returns the value the cache then holds: e's, unless
+// a newer value is cached and still fresh (a read that started before an
+// API answer must not replace it). A cached value past its time, or known
+// bad (stale, the value WeChat rejected, which the API's answer e
+// replaces), is replaced whatever the versions: after the parameter is
 // recreated its versions start at 1 again.
-func (c *Client) store(k *cache, e entry) {
+func (c *Client) store(k *cache, e entry, stale string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.cached.value != "" && e.version != 0 && e.version < k.cached.version && k.cached.fresh(c.now()) {
-		return
+	if k.cached.value != "" && k.cached.value != stale && e.version != 0 && e.version < k.cached.version && k.cached.fresh(c.now()) {
+		return k.cached.value
 	}
 	k.cached = e
 	k.failure = nil
+	return e.value
 }
 
 // refresh asks wxtoken for a value to replace stale; concurrent calls with
@@ -301,6 +354,13 @@ func (c *Client) refresh(ctx context.Context, k *cache, stale string) (string, e
 	}
 	key := stale // in-process only; never logged
 	c.mu.Lock()
+	if r := k.refusal; r != nil && stale != "" && stale == k.refused && c.now().Before(k.notBefore) {
+		// The API refused to replace this value and asked to wait: the
+		// same claim gets the same answer (the value it held then).
+		v := k.cached.value
+		c.mu.Unlock()
+		return v, r
+	}
 	cl, ok := k.inflight[key]
 	if !ok {
 		cl = &call{done: make(chan struct{})}
@@ -375,14 +435,7 @@ func (c *Client) post(ctx context.Context, k *cache, stale string) (string, erro
 	now := c.now()
 	v := k.spec.value(a)
 	if v != "" {
-		c.store(k, c.answered(a, v, now, retryAfter))
-	}
-	if retryAfter > 0 {
-		c.mu.Lock()
-		if wait := now.Add(retryAfter); k.notBefore.Before(wait) {
-			k.notBefore = wait
-		}
-		c.mu.Unlock()
+		v = c.store(k, c.answered(a, v, now), stale)
 	}
 	if resp.StatusCode == http.StatusOK && v != "" {
 		return v, nil
@@ -391,13 +444,22 @@ func (c *Client) post(ctx context.Context, k *cache, stale string) (string, erro
 	if a.Error != nil {
 		ae.Code, ae.Message, ae.WeChatErrcode = a.Error.Code, a.Error.Message, a.Error.WeChatErrcode
 	}
+	if retryAfter > 0 {
+		c.mu.Lock()
+		if wait := now.Add(retryAfter); k.notBefore.Before(wait) {
+			k.notBefore = wait
+		}
+		k.refusal, k.refused = ae, stale
+		c.mu.Unlock()
+	}
 	return v, ae
 }
 
 // answered is the cache entry of value v in the API's answer a at now:
-// kept until just after its planned rotation (the answer's rotates_at),
-// and at least Retry-After.
-func (c *Client) answered(a answer, v string, now time.Time, retryAfter time.Duration) entry {
+// kept until just after its planned rotation (the answer's rotates_at). A
+// refusal's Retry-After keeps the API from being asked again (notBefore),
+// not the value past its time.
+func (c *Client) answered(a answer, v string, now time.Time) entry {
 	e := entry{value: v, version: a.Version}
 	var m rotation.Meta
 	ok := a.ExpiresAt != nil && a.RotatesAt != nil && a.Version != 0
@@ -407,10 +469,7 @@ func (c *Client) answered(a answer, v string, now time.Time, retryAfter time.Dur
 	if ok {
 		m = rotation.Meta{Version: a.Version, ExpiresAt: *a.ExpiresAt, RotatesAt: *a.RotatesAt}
 	}
-	e.until = c.until(m, ok, a.Version, now)
-	if wait := now.Add(retryAfter); e.until.Before(wait) {
-		e.until = wait
-	}
+	e.until = c.until(m, ok, a.Version, e.expires, now)
 	return e
 }
 

@@ -70,6 +70,10 @@ const (
 	// rotation meta, counted from the parameter's last modification
 	// (WeChat's tokens live 7200 s).
 	DefaultLifetime = 7200 * time.Second
+	// DefaultSSMRetry: after SSM failed a read (throttled, denied,
+	// unreachable), the callers of the next few seconds get that error (or
+	// a cached value that has not expired) without another read.
+	DefaultSSMRetry = 5 * time.Second
 )
 
 // ErrNoToken is returned by Token when no token is published for the app

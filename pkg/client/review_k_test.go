@@ -117,15 +117,26 @@ func TestNearExpiryAsksTheAPIOncePerMaxAge(t *testing.T) {
 	}
 }
 
-// stubSSM answers every read with params (nothing: not published),
-// counting the reads.
+// stubSSM answers every read with params (nothing: not published), or
+// err, counting the reads; with gate set, a read signals entered and waits
+// for gate to close.
 type stubSSM struct {
-	params []ssmtypes.Parameter
-	n      atomic.Int32
+	params  []ssmtypes.Parameter
+	err     error
+	gate    chan struct{}
+	entered chan struct{}
+	n       atomic.Int32
 }
 
 func (s *stubSSM) GetParameters(_ context.Context, in *ssm.GetParametersInput, _ ...func(*ssm.Options)) (*ssm.GetParametersOutput, error) {
 	s.n.Add(1)
+	if s.gate != nil {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
 	out := &ssm.GetParametersOutput{}
 	for _, name := range in.Names {
 		found := false
@@ -201,7 +212,9 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 
 // Review K3: a 429 that carries the current token is an answer for Token
 // (wxtoken will not refresh now; the token it holds is the one to use),
-// kept at least Retry-After; Refresh still reports the refusal with it.
+// served, and the API not asked again, until Retry-After (while it has not
+// expired: TestRefusalTokenIsNotServedPastItsExpiry); Refresh still reports
+// the refusal with it.
 func TestRefusalWithATokenIsAnAnswer(t *testing.T) {
 	exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	body := `{"error":{"code":"refresh_refused","message":"minimum interval"},"app":"shop","access_token":"token-in-the-429","version":3,"expires_at":"` + exp + `","refreshed":false}`

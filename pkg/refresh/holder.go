@@ -387,6 +387,8 @@ func (t *txn) reconcile(cur Result) (Result, error) {
 		if st.Version == 0 {
 			if err := r.Leases.Confirm(t.work, a.Name, st.Generation, cur.Version, r.now()); err == nil {
 				t.st.Version, t.st.Pending = cur.Version, ""
+				// Its meta may have been lost with the record.
+				t.announce(cur.Version, st.ExpiresAt)
 				t.log.InfoContext(t.ctx, "confirmed an unrecorded publish", "version", cur.Version)
 			}
 		}
@@ -407,11 +409,11 @@ func (t *txn) reconcile(cur Result) (Result, error) {
 		return committed, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
 	}
 	committed.Version = v
+	t.announce(v, st.ExpiresAt) // SSM holds it, recorded or not
 	if err := r.Leases.Confirm(t.work, a.Name, st.Generation, v, r.now()); err != nil {
 		return committed, fmt.Errorf("refresh: %s: repair: %w", a.Name, err)
 	}
 	t.st.Version = v
-	t.announce(v, st.ExpiresAt)
 	t.log.WarnContext(t.ctx, "repaired SSM: it held a token other than the committed one", "event", "repaired",
 		"found_fingerprint", wechat.Fingerprint(cur.Token), "committed_fingerprint", st.Fingerprint, "version", v)
 	return Result{App: a.Name, Token: good, Version: v, ExpiresAt: st.ExpiresAt}, nil

@@ -2,9 +2,11 @@ package refresh_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/wxtoken/wxtoken/pkg/lease/leasetest"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
 	"github.com/wxtoken/wxtoken/pkg/registry"
 	"github.com/wxtoken/wxtoken/pkg/rotation"
@@ -115,4 +117,35 @@ func TestRotationMetaFailureIsNoRefreshFailure(t *testing.T) {
 func withTickets(a registry.App, ts ...registry.Ticket) registry.App {
 	a.Tickets = registry.TicketSetOf(ts...)
 	return a
+}
+
+// TestRotationMetaOfAnUnrecordedPublish: a publish whose meta and version
+// record were both lost (the function died after PutParameter) gets its
+// meta when the next holder confirms the publish.
+func TestRotationMetaOfAnUnrecordedPublish(t *testing.T) {
+	b := newFakeBed(t, wechattest.Config{})
+	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
+	b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
+		if op == tokenstoretest.OpPutMeta {
+			return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
+		}
+		return tokenstoretest.Fault{}
+	})
+	b.fakes.leases.SetFault(func(op leasetest.Op, _ string) leasetest.Fault {
+		if op == leasetest.OpConfirm {
+			return leasetest.Fault{Err: errors.New("injected: the function died")}
+		}
+		return leasetest.Fault{}
+	})
+	publish(t, b, a.Name)
+	if st := b.state(a.Name); st.Version != 0 {
+		t.Fatalf("the publish was recorded (version %d); the test needs it unrecorded", st.Version)
+	}
+	b.fakes.store.SetFault(nil)
+	b.fakes.leases.SetFault(nil)
+	mustRefreshDue(t, b.refresher("cron"))
+	_, v := b.published(a.Name)
+	if m, err := b.fakes.store.GetMeta(ctxT(t), a.Name); err != nil || m.Version != v {
+		t.Errorf("meta after the publish was confirmed: %+v, %v; want version %d", m, err, v)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/refresh"
@@ -257,8 +258,11 @@ func (s *stampingStore) Put(ctx context.Context, key, value string) (int64, erro
 type countingSSM struct {
 	inner client.SSM
 	stamp func(name string, version int64) (time.Time, bool)
-	mu    sync.Mutex
-	n     map[string]int
+	// stripMeta drops the rotation meta from the answers: the client then
+	// reads as it did before wxtoken published one (every MaxAge).
+	stripMeta bool
+	mu        sync.Mutex
+	n         map[string]int
 }
 
 func (c *countingSSM) count(name string) int {
@@ -274,6 +278,11 @@ func (c *countingSSM) GetParameters(ctx context.Context, in *ssm.GetParametersIn
 	}
 	c.mu.Unlock()
 	out, err := c.inner.GetParameters(ctx, in, optFns...)
+	if err == nil && c.stripMeta {
+		out.Parameters = slices.DeleteFunc(out.Parameters, func(p ssmtypes.Parameter) bool {
+			return strings.HasSuffix(aws.ToString(p.Name), rotation.Suffix)
+		})
+	}
 	if err == nil {
 		for i := range out.Parameters {
 			p := &out.Parameters[i]
