@@ -16,25 +16,22 @@ import me.chanjar.weixin.cp.config.impl.WxCpDefaultConfigImpl;
 public class WxtokenCpConfig extends WxCpDefaultConfigImpl {
   private static final long serialVersionUID = 1L;
 
-  private final transient WxtokenClient wxtoken;
-  private final transient ThreadLocal<String> handedOut = new ThreadLocal<>();
+  private final transient TokenBinding binding;
 
   /** A configuration of the WeCom application of {@code corpId}, whose token wxtoken keeps as {@code wxtoken.app()}. */
   public WxtokenCpConfig(WxtokenClient wxtoken, String corpId) {
-    this.wxtoken = wxtoken;
+    this.binding = new TokenBinding(wxtoken);
     setCorpId(corpId);
   }
 
   /** The wxtoken client. */
   public WxtokenClient wxtoken() {
-    return wxtoken;
+    return binding.wxtoken();
   }
 
   @Override
   public String getAccessToken() {
-    String token = wxtoken.token();
-    handedOut.set(token);
-    return token;
+    return binding.token();
   }
 
   @Override
@@ -44,28 +41,26 @@ public class WxtokenCpConfig extends WxCpDefaultConfigImpl {
 
   @Override
   public void expireAccessToken() {
-    wxtoken.reject(handedOut.get());
+    binding.reject();
   }
 
   /** Replaces the token last handed to this thread through wxtoken now (forced refresh). */
   public String refreshAccessToken() {
-    String token = wxtoken.refresh(handedOut.get());
-    handedOut.set(token);
-    return token;
+    return binding.refresh();
   }
 
   @Override
   public synchronized void updateAccessToken(WxAccessToken accessToken) {
-    throw new UnsupportedOperationException("wxtoken publishes app " + wxtoken.app() + "'s access token; WxJava must not fetch it");
+    throw binding.refuseUpdate();
   }
 
   @Override
   public synchronized void updateAccessToken(String accessToken, int expiresInSeconds) {
-    throw new UnsupportedOperationException("wxtoken publishes app " + wxtoken.app() + "'s access token; WxJava must not fetch it");
+    throw binding.refuseUpdate();
   }
 
   @Override
   public String toString() {
-    return "WxtokenCpConfig{corpId=" + getCorpId() + ", wxtoken app=" + wxtoken.app() + "}";
+    return "WxtokenCpConfig{corpId=" + getCorpId() + ", wxtoken app=" + binding.wxtoken().app() + "}";
   }
 }

@@ -27,25 +27,22 @@ import me.chanjar.weixin.mp.config.impl.WxMpDefaultConfigImpl;
 public class WxtokenMpConfig extends WxMpDefaultConfigImpl {
   private static final long serialVersionUID = 1L;
 
-  private final transient WxtokenClient wxtoken;
-  private final transient ThreadLocal<String> handedOut = new ThreadLocal<>();
+  private final transient TokenBinding binding;
 
   /** A configuration of the Official Account {@code appId}, whose token wxtoken keeps as {@code wxtoken.app()}. */
   public WxtokenMpConfig(WxtokenClient wxtoken, String appId) {
-    this.wxtoken = wxtoken;
+    this.binding = new TokenBinding(wxtoken);
     setAppId(appId);
   }
 
   /** The wxtoken client. */
   public WxtokenClient wxtoken() {
-    return wxtoken;
+    return binding.wxtoken();
   }
 
   @Override
   public String getAccessToken() {
-    String token = wxtoken.token();
-    handedOut.set(token);
-    return token;
+    return binding.token();
   }
 
   @Override
@@ -55,29 +52,27 @@ public class WxtokenMpConfig extends WxMpDefaultConfigImpl {
 
   @Override
   public void expireAccessToken() {
-    wxtoken.reject(handedOut.get());
+    binding.reject();
   }
 
   /** Replaces the token last handed to this thread through wxtoken now (forced refresh). */
   public String refreshAccessToken() {
-    String token = wxtoken.refresh(handedOut.get());
-    handedOut.set(token);
-    return token;
+    return binding.refresh();
   }
 
   @Override
   public synchronized void updateAccessToken(WxAccessToken accessToken) {
-    throw new UnsupportedOperationException("wxtoken publishes app " + wxtoken.app() + "'s access token; WxJava must not fetch it");
+    throw binding.refuseUpdate();
   }
 
   @Override
   public synchronized void updateAccessToken(String accessToken, int expiresInSeconds) {
-    throw new UnsupportedOperationException("wxtoken publishes app " + wxtoken.app() + "'s access token; WxJava must not fetch it");
+    throw binding.refuseUpdate();
   }
 
   @Override
   public String toString() {
-    return "WxtokenMpConfig{appId=" + getAppId() + ", wxtoken app=" + wxtoken.app() + "}";
+    return "WxtokenMpConfig{appId=" + getAppId() + ", wxtoken app=" + binding.wxtoken().app() + "}";
   }
 
 }
