@@ -88,12 +88,7 @@ func TestRotationMetaIsPublished(t *testing.T) {
 func TestRotationMetaFailureIsNoRefreshFailure(t *testing.T) {
 	b := newFakeBed(t, wechattest.Config{})
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
-	b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
-		if op == tokenstoretest.OpPutMeta {
-			return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
-		}
-		return tokenstoretest.Fault{}
-	})
+	failMeta(b)
 	tok := publish(t, b, a.Name)
 	if _, err := b.fakes.store.GetMeta(ctxT(t), a.Name); err == nil {
 		t.Fatal("a meta was published through the fault")
@@ -125,12 +120,7 @@ func withTickets(a registry.App, ts ...registry.Ticket) registry.App {
 func TestRotationMetaOfAnUnrecordedPublish(t *testing.T) {
 	b := newFakeBed(t, wechattest.Config{})
 	a := b.app(appNamed("shop", registry.OfficialAccount, registry.Classic))
-	b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
-		if op == tokenstoretest.OpPutMeta {
-			return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
-		}
-		return tokenstoretest.Fault{}
-	})
+	failMeta(b)
 	b.fakes.leases.SetFault(func(op leasetest.Op, _ string) leasetest.Fault {
 		if op == leasetest.OpConfirm {
 			return leasetest.Fault{Err: errors.New("injected: the function died")}
@@ -148,4 +138,14 @@ func TestRotationMetaOfAnUnrecordedPublish(t *testing.T) {
 	if m, err := b.fakes.store.GetMeta(ctxT(t), a.Name); err != nil || m.Version != v {
 		t.Errorf("meta after the publish was confirmed: %+v, %v; want version %d", m, err, v)
 	}
+}
+
+// failMeta makes the fake store refuse every rotation meta (throttled).
+func failMeta(b *bed) {
+	b.fakes.store.SetFault(func(op tokenstoretest.Op, _ string) tokenstoretest.Fault {
+		if op == tokenstoretest.OpPutMeta {
+			return tokenstoretest.Fault{Err: tokenstoretest.Throttled()}
+		}
+		return tokenstoretest.Fault{}
+	})
 }
