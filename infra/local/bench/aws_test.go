@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,12 +25,15 @@ import (
 
 // awsCounter counts the AWS API calls that go through it, by operation
 // (the X-Amz-Target header: DynamoDB_20120810.PutItem,
-// AmazonSSM.GetParameter, ...), and the bytes of their answers.
+// AmazonSSM.GetParameter, ...), the bytes of their answers, and the SSM
+// calls that cost a KMS request (a read with decryption, a SecureString
+// written; not a rotation meta, a String).
 type awsCounter struct {
 	inner *http.Client
 	mu    sync.Mutex
 	calls map[string]int
 	bytes map[string]int64
+	kms   int
 }
 
 func newAWSCounter() *awsCounter {
@@ -41,9 +45,21 @@ func newAWSCounter() *awsCounter {
 // Do implements the SDK's HTTPClient.
 func (c *awsCounter) Do(req *http.Request) (*http.Response, error) {
 	op := req.Header.Get("X-Amz-Target")
+	kms := false
+	if strings.HasPrefix(op, "AmazonSSM.") && req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		kms = bytes.Contains(body, []byte(`"WithDecryption":true`)) || bytes.Contains(body, []byte(`"Type":"SecureString"`))
+	}
 	resp, err := c.inner.Do(req)
 	c.mu.Lock()
 	c.calls[op]++
+	if kms {
+		c.kms++
+	}
 	c.mu.Unlock()
 	if err == nil {
 		resp.Body = &countingBody{ReadCloser: resp.Body, add: func(n int) {
@@ -70,15 +86,17 @@ func (b *countingBody) Read(p []byte) (int, error) {
 func (c *awsCounter) snapshot() awsCalls {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := awsCalls{calls: c.calls, bytes: c.bytes}
-	c.calls, c.bytes = map[string]int{}, map[string]int64{}
+	out := awsCalls{calls: c.calls, bytes: c.bytes, kms: c.kms}
+	c.calls, c.bytes, c.kms = map[string]int{}, map[string]int64{}, 0
 	return out
 }
 
-// awsCalls are counted calls by operation.
+// awsCalls are counted calls by operation, and those that cost a KMS
+// request.
 type awsCalls struct {
 	calls map[string]int
 	bytes map[string]int64
+	kms   int
 }
 
 // service sums the calls of one service ("DynamoDB" or "AmazonSSM").

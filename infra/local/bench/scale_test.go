@@ -153,10 +153,11 @@ func dynamoUnits(a awsCalls) (wru, rru float64) {
 	return wru, rru
 }
 
-// kmsRequests: every SecureString read with decryption and every write
-// costs one KMS request.
+// kmsRequests: every SecureString read with decryption and every
+// SecureString write costs one KMS request (a rotation meta, a String,
+// none).
 func kmsRequests(a awsCalls) float64 {
-	return float64(a.calls["AmazonSSM.GetParameter"] + a.calls["AmazonSSM.GetParameters"] + a.calls["AmazonSSM.PutParameter"])
+	return float64(a.kms)
 }
 
 // runCost is the AWS cost of one run: Lambda (the measured wall time
@@ -183,8 +184,13 @@ func monthlyPerApp(r scaleResult) float64 {
 // TestScaleSmoke checks the scale measurement with 5 apps under `make test`.
 func TestScaleSmoke(t *testing.T) {
 	r := scale(t, 5)
-	if r.first.aws.calls["AmazonSSM.PutParameter"] != 5 {
-		t.Errorf("first run: %d PutParameter calls for 5 apps; want 5", r.first.aws.calls["AmazonSSM.PutParameter"])
+	// Each publish: the token (a SecureString: a KMS request) and its
+	// rotation meta (a String).
+	if r.first.aws.calls["AmazonSSM.PutParameter"] != 10 {
+		t.Errorf("first run: %d PutParameter calls for 5 apps; want 10 (5 tokens, 5 metas)", r.first.aws.calls["AmazonSSM.PutParameter"])
+	}
+	if r.first.aws.kms < 5 || r.first.aws.kms > r.first.aws.service("AmazonSSM")-5 {
+		t.Errorf("first run: %d KMS requests for %d SSM calls; want at least the 5 tokens written, and no meta counted", r.first.aws.kms, r.first.aws.service("AmazonSSM"))
 	}
 	if r.steady.aws.calls["AmazonSSM.PutParameter"] != 0 || r.steady.aws.service("DynamoDB") == 0 {
 		t.Errorf("steady run: %v; want reads and no PutParameter", r.steady.aws.calls)
