@@ -267,12 +267,12 @@ func scaleSection(rows []scaleRow) string {
 		"Prices (AWS list prices, us-east-1, on-demand; check the pricing pages before relying on them): "+
 		"Lambda arm64 $0.20 per million invocations and $0.0000133334 per GB-second at 128 MB, with this machine's wall time standing in for billed duration; "+
 		"DynamoDB on-demand $0.625 per million write units and $0.125 per million read units (writes of items under 1 KB at 1 unit, a strongly consistent GetItem at 1, a Scan at 1 per 4 KB returned); "+
-		"KMS $0.03 per 10,000 requests (each SecureString read with decryption and each write, with the AWS-managed key alias/aws/ssm; KMS's 20,000 free requests a month are not deducted); "+
+		"KMS $0.03 per 10,000 requests (each SecureString read with decryption and each SecureString written, with the AWS-managed key alias/aws/ssm; a rotation meta is a String and costs none; KMS's 20,000 free requests a month are not deducted); "+
 		"SSM Parameter Store standard parameters and standard throughput: no charge; CloudWatch Logs ingestion $0.50 per GB (the EMF documents are log lines and are counted in the log bytes); "+
 		"CloudWatch custom metrics $%.2f per metric a month for the first 10,000, prorated by the hour, and alarms $%.2f per standard-resolution alarm a month "+
 		"(https://aws.amazon.com/cloudwatch/pricing/, as issue 13 quotes them; the free tier's 10 metrics and 10 alarms are not deducted); "+
 		"EventBridge scheduled rules: no charge; API Gateway HTTP API $1.00 per million requests, for on-demand refreshes only (not in the figure). "+
-		"Business servers' own GetParameter reads are billed to them (KMS $0.03 per 10,000) and not counted here. "+
+		"Business servers' own reads (GetParameters of a credential and its rotation meta, about 15 a day per credential and process: §1, \"Consumers' reads\") are billed to them (KMS $0.03 per 10,000) and not counted here. "+
 		"A run with nothing due still reads SSM for about a tenth of the apps: it compares each app's SSM version with the table every 10 minutes, spread over the runs (CheckEvery). "+
 		"The Lambda part is a lower bound: in AWS each call has a network round trip (and a refresh WeChat's, from the AWS Region), and Lambda's own START/END/REPORT log lines are not counted.\n\n",
 		runsPerMonth, refreshesPerDay, priceMetricMonth, priceAlarmMonth)
