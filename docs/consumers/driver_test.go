@@ -2,7 +2,6 @@ package consumers_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/wxtoken/wxtoken/pkg/rotation"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/stacktest"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/syncbuf"
 )
 
 // childEnv is the environment of a consumer program the tests run: this
@@ -49,7 +48,7 @@ func childEnv(extra ...string) []string {
 type driver struct {
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	wait   time.Duration
 }
 
@@ -61,7 +60,7 @@ func startDriver(t *testing.T, dir string, env []string, wait time.Duration, arg
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
-	d := &driver{lines: make(chan string), stderr: &syncBuffer{}, wait: wait}
+	d := &driver{lines: make(chan string), stderr: &syncbuf.Buffer{}, wait: wait}
 	cmd.Stderr = d.stderr
 	var err error
 	if d.stdin, err = cmd.StdinPipe(); err != nil {
@@ -147,22 +146,4 @@ func writeMeta(t *testing.T, st *stacktest.Stack, app, value string) {
 	if err != nil {
 		t.Fatalf("write %s: %v", name, err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package refresh_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/registry/registrytest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/syncbuf"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore"
 	"github.com/wxtoken/wxtoken/pkg/tokenstore/tokenstoretest"
 	"github.com/wxtoken/wxtoken/pkg/wechat"
@@ -48,7 +48,7 @@ type bed struct {
 	table   string
 	prefix  string
 	fakes   *fakeAWS // nil: the engines
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	logw    io.Writer // logs, and the leak scan's sink
 	mu      sync.Mutex
 	secrets []string
@@ -88,7 +88,7 @@ func newBedOn(t *testing.T, sbCfg wechattest.Config, engines bool) *bed {
 	if sbCfg.Clock == nil {
 		sbCfg.Clock = wechattest.NewClock(t0, 0)
 	}
-	b := &bed{t: t, sb: wechattest.NewServer(sbCfg), logs: &syncBuffer{}, prefix: "/" + awstest.Name(t, "wx")}
+	b := &bed{t: t, sb: wechattest.NewServer(sbCfg), logs: &syncbuf.Buffer{}, prefix: "/" + awstest.Name(t, "wx")}
 	if engines {
 		b.cfg = awstest.Config(t, awstest.DynamoDB, awstest.SSM)
 		b.table = awstest.Table(t, b.cfg)
@@ -353,23 +353,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 func appNamed(name string, kind registry.Kind, mode registry.Mode) registry.App {

@@ -190,9 +190,16 @@ func (x *wxtokenStrategy) SignPage(w *sim, s int, pageURL string) (string, error
 // (compare-and-refresh: when another ticket is published already, the API
 // answers it without a WeChat call).
 func (x *wxtokenStrategy) TicketRejected(w *sim, s int, stale string) (string, error) {
+	return x.countTicketRefresh(func() (string, error) { return x.clients[s].RefreshTicket(w.ctx, ticket.JSAPI, stale) })
+}
+
+// countTicketRefresh runs a server's ticket refresh and counts it, with the
+// API requests and WeChat ticket calls made while it ran (the simulation
+// runs one event at a time, so nothing else ran then).
+func (x *wxtokenStrategy) countTicketRefresh(refresh func() (string, error)) (string, error) {
 	sb := x.stack.Sandbox
 	requests, calls := x.stack.Requests.Load(), sb.TicketCalls(x.app.AppID)
-	fresh, err := x.clients[s].RefreshTicket(w.ctx, ticket.JSAPI, stale)
+	fresh, err := refresh()
 	x.mu.Lock()
 	x.ticketRefreshes++
 	x.ticketRefreshRequests += int(x.stack.Requests.Load() - requests)

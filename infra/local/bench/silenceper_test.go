@@ -279,16 +279,7 @@ func (g *sdkWxtoken) SignPage(w *sim, s int, pageURL string) (string, error) {
 // TicketRejected is the adapter's JsTicket.Refresh with the rejected
 // ticket (compare-and-refresh), counted as wxtoken's TicketRejected is.
 func (g *sdkWxtoken) TicketRejected(w *sim, s int, stale string) (string, error) {
-	x := g.wxtokenStrategy
-	sb := x.stack.Sandbox
-	requests, calls := x.stack.Requests.Load(), sb.TicketCalls(x.app.AppID)
-	fresh, err := g.tickets[s].Refresh(w.ctx, stale)
-	x.mu.Lock()
-	x.ticketRefreshes++
-	x.ticketRefreshRequests += int(x.stack.Requests.Load() - requests)
-	x.ticketRefreshCalls += sb.TicketCalls(x.app.AppID) - calls
-	x.mu.Unlock()
-	return fresh, err
+	return g.countTicketRefresh(func() (string, error) { return g.tickets[s].Refresh(w.ctx, stale) })
 }
 
 // checkSilenceperSmoke checks (f) and (g) in TestAvailabilitySmoke's run:

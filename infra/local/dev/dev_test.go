@@ -13,6 +13,7 @@ import (
 	"github.com/wxtoken/wxtoken/pkg/client"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/awstest"
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/syncbuf"
 )
 
 // TestDevTwice runs the local stack as `make dev` does (against the test
@@ -56,7 +57,7 @@ func TestDevTwice(t *testing.T) {
 			t.Errorf("round %d: the sandbox rejects the token with errcode %d", round, ans.ErrCode)
 		}
 		// make dev-token prints the same token.
-		var tok syncBuffer
+		var tok syncbuf.Buffer
 		if err := run(context.Background(), []string{"-token", "demo", "-state", state}, &tok); err != nil || strings.TrimSpace(tok.String()) != body.AccessToken {
 			t.Errorf("round %d: dev -token: %v, same token: %v", round, err, strings.TrimSpace(tok.String()) == body.AccessToken)
 		}
@@ -91,7 +92,7 @@ func TestDevTwice(t *testing.T) {
 		if tr.StatusCode != 200 || tb.Ticket != ticket {
 			t.Errorf("round %d: the ticket route answered %d, the published ticket: %v", round, tr.StatusCode, tb.Ticket == ticket)
 		}
-		var signed syncBuffer
+		var signed syncbuf.Buffer
 		page := "https://shop.example/pay?x=1#top"
 		if err := run(context.Background(), []string{"-sign", page, "-state", state}, &signed); err != nil {
 			t.Fatalf("round %d: dev -sign: %v", round, err)
@@ -131,7 +132,7 @@ func TestDevTwice(t *testing.T) {
 // it, once the schedule published it.
 func devTicket(t *testing.T, state string, round int) string {
 	t.Helper()
-	var tk syncBuffer
+	var tk syncbuf.Buffer
 	if err := run(context.Background(), []string{"-token", "demo", "-ticket", "jsapi", "-state", state}, &tk); err != nil {
 		t.Fatalf("round %d: dev -token demo -ticket jsapi: %v", round, err)
 	}

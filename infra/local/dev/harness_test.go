@@ -13,27 +13,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wxtoken/wxtoken/pkg/testsupport/syncbuf"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 var (
 	apiRE     = regexp.MustCompile(`API:\s+(http://\S+)`)
@@ -45,7 +29,7 @@ var (
 type devRun struct {
 	api, sandbox string
 	state        string
-	out          *syncBuffer
+	out          *syncbuf.Buffer
 	done         chan error
 	cancel       context.CancelFunc
 }
@@ -55,7 +39,7 @@ type devRun struct {
 func launch(t *testing.T, state string, sink io.Writer, every string) *devRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &devRun{state: state, out: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	d := &devRun{state: state, out: &syncbuf.Buffer{}, done: make(chan error, 1), cancel: cancel}
 	go func() {
 		d.done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-sandbox-addr", "127.0.0.1:0", "-state", state, "-every", every}, io.MultiWriter(d.out, sink))
 	}()

@@ -1,17 +1,16 @@
 package lambdatest
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wxtoken/wxtoken/pkg/testsupport/leakscan"
+	"github.com/wxtoken/wxtoken/pkg/testsupport/syncbuf"
 )
 
 // Build compiles the main package pkg (an import path or a ./relative path)
@@ -34,7 +33,7 @@ func Build(tb testing.TB, pkg string) string {
 // Process is a function binary running against a Runtime.
 type Process struct {
 	cmd    *exec.Cmd
-	output syncBuffer
+	output syncbuf.Buffer
 	exited chan struct{}
 	err    error
 }
@@ -78,23 +77,4 @@ func (p *Process) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a process's
-// two output streams and reads from the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
